@@ -1,0 +1,52 @@
+use std::path::PathBuf;
+
+/// What can go wrong between us and the kernel's BPF subsystem.
+#[derive(Debug, thiserror::Error)]
+pub enum FibError {
+    /// The pin directory is not on a bpffs mount.
+    #[error("{0} is not on a bpf filesystem (mount one with `mount -t bpf bpf /sys/fs/bpf`)")]
+    NotBpffs(PathBuf),
+    /// Maps pinned by a binary with another layout version.
+    #[error(
+        "maps pinned in {dir} have layout version {found}, this binary uses {expected}: \
+         detach the old dataplane and remove the pins (`bgp-ctl dataplane detach --all`) \
+         or run the matching binary"
+    )]
+    LayoutMismatch {
+        /// The pin directory.
+        dir: PathBuf,
+        /// Version found in the pinned `config` map.
+        found: u32,
+        /// This binary's version.
+        expected: u32,
+    },
+    /// A map the object should define is missing.
+    #[error("the XDP object has no map `{0}`")]
+    MissingMap(&'static str),
+    /// No such interface.
+    #[error("no interface named `{0}`")]
+    NoInterface(String),
+    /// Filesystem error on a pin path.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path involved.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Loading the object (map creation, verifier) failed.
+    #[error("loading the XDP object: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A program operation (load, attach, link) failed.
+    #[error("XDP program: {0}")]
+    Program(#[from] aya::programs::ProgramError),
+    /// A map operation failed.
+    #[error("map: {0}")]
+    Map(#[from] aya::maps::MapError),
+    /// Pinning failed.
+    #[error("pinning: {0}")]
+    Pin(#[from] aya::pin::PinError),
+    /// A pinned link could not be opened or updated.
+    #[error("XDP link: {0}")]
+    Link(#[from] aya::programs::links::LinkError),
+}

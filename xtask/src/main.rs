@@ -1,0 +1,91 @@
+//! Developer commands for the bgp-ctl workspace: `cargo xtask <command>`.
+
+mod cargo;
+mod demo;
+mod prereq;
+mod setup;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+use prereq::Need;
+
+/// Developer commands: setup, build, run, test.
+#[derive(Parser)]
+#[command(about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install (idempotently) everything the build, the run and the tests need:
+    /// Debian packages, the eBPF toolchain, bpf-linker, the test peers, a bpffs mount.
+    /// The eBPF toolchain is `$XDP_FWD_TOOLCHAIN` (default `debian`, Debian's rustc
+    /// linked into rustup; `nightly` follows the upstream aya recipe).
+    Setup,
+    /// Build the eBPF object and the userspace binaries.
+    Build {
+        /// Optimised build.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up if needed, build, and bring up the demo.
+    Run {
+        /// Show the demo and tear it down at once instead of waiting for Ctrl-C.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Set up if needed, then: rustfmt check, clippy -D warnings, unit and integration
+    /// tests (root: they create network namespaces).
+    Test,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Setup => setup::setup(),
+        Cmd::Build { release } => {
+            let missing = prereq::missing(Need::Build);
+            if !missing.is_empty() {
+                bail!("{}", prereq::one_line(&missing));
+            }
+            cargo::build(release)
+        }
+        Cmd::Run { no_wait } => {
+            setup_if_missing()?;
+            cargo::build(false)?;
+            demo::run(!no_wait)
+        }
+        Cmd::Test => {
+            setup_if_missing()?;
+            cargo::test()
+        }
+    }
+}
+
+/// `run` and `test` are the README's commands: on a fresh machine they set up first.
+fn setup_if_missing() -> Result<()> {
+    let missing = prereq::missing(Need::Everything);
+    if !missing.is_empty() {
+        let what: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        println!(
+            "xtask: missing {}; running `cargo xtask setup` first",
+            what.join(", ")
+        );
+        setup::setup()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! What the build, the run and the tests need on the machine, how to tell whether it is
+//! there (quickly: `cargo xtask setup` must be a fast no-op when nothing is missing),
+//! and how setup installs it.
+
+use std::{path::Path, process::Command};
+
+/// rustup name of the toolchain that builds the eBPF object, from `XDP_FWD_TOOLCHAIN`
+/// (`.cargo/config.toml` sets the default, the environment overrides it).
+pub fn toolchain() -> String {
+    std::env::var("XDP_FWD_TOOLCHAIN").unwrap_or_else(|_| DEBIAN_TOOLCHAIN.to_owned())
+}
+
+/// The name under which setup links Debian's rustc/cargo (at /usr) into rustup.
+pub const DEBIAN_TOOLCHAIN: &str = "debian";
+
+/// Debian packages: the eBPF toolchain (Debian's rustc 1.96 with its library source, and
+/// LLVM 22 for bpf-linker), and what runs and tests the dataplane and the speaker.
+pub const PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "bpftool",
+    "iproute2",
+    "iputils-ping",
+    "ethtool",
+    "nftables",
+    "iperf3",
+    "tcpdump",
+    "frr",
+    "bird2",
+];
+
+/// Packages the build alone needs (the rest only run and test).
+const BUILD_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+];
+
+/// bpf-linker, built against Debian's LLVM 22 (the LLVM of Debian's rustc).
+pub const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// What one piece of the machine lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missing {
+    /// Debian packages not installed.
+    Packages(Vec<String>),
+    /// The rustup toolchain, or its library source.
+    Toolchain(String),
+    /// bpf-linker not on PATH.
+    BpfLinker,
+    /// No bpffs at /sys/fs/bpf.
+    Bpffs,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Packages(p) => write!(f, "Debian packages {}", p.join(" ")),
+            Self::Toolchain(t) => write!(f, "rust toolchain `{t}` with its library source"),
+            Self::BpfLinker => write!(f, "bpf-linker"),
+            Self::Bpffs => write!(f, "bpffs mounted at /sys/fs/bpf"),
+        }
+    }
+}
+
+/// How much of the machine a command needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Compile everything.
+    Build,
+    /// Compile, run and test: also the peers, tools and bpffs.
+    Everything,
+}
+
+/// Everything missing for `need`, fastest checks first.
+pub fn missing(need: Need) -> Vec<Missing> {
+    let mut out = Vec::new();
+    let pkgs = match need {
+        Need::Build => BUILD_PACKAGES,
+        Need::Everything => PACKAGES,
+    };
+    let absent = missing_packages(pkgs);
+    if !absent.is_empty() {
+        out.push(Missing::Packages(absent));
+    }
+    let tc = toolchain();
+    if !toolchain_ready(&tc) {
+        out.push(Missing::Toolchain(tc));
+    }
+    if !succeeds("bpf-linker", &["--version"]) {
+        out.push(Missing::BpfLinker);
+    }
+    if need == Need::Everything && !bpffs_mounted() {
+        out.push(Missing::Bpffs);
+    }
+    out
+}
+
+/// The one-line error for what is missing.
+pub fn one_line(missing: &[Missing]) -> String {
+    let what: Vec<String> = missing.iter().map(ToString::to_string).collect();
+    format!(
+        "missing {}: run `cargo xtask setup` (as root)",
+        what.join(", ")
+    )
+}
+
+fn missing_packages(pkgs: &[&str]) -> Vec<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Package} ${db:Status-Abbrev}\n"])
+        .args(pkgs)
+        .output();
+    let installed: Vec<String> = match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("ii"))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    pkgs.iter()
+        .filter(|p| !installed.iter().any(|i| i == *p))
+        .map(|p| (*p).to_owned())
+        .collect()
+}
+
+/// The toolchain runs and has the library source `-Z build-std=core` compiles.
+pub fn toolchain_ready(tc: &str) -> bool {
+    let Ok(out) = Command::new("rustup")
+        .args(["run", tc, "rustc", "--print", "sysroot"])
+        .output()
+    else {
+        return false;
+    };
+    if !out.status.success() {
+        return false;
+    }
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    Path::new(&sysroot)
+        .join("lib/rustlib/src/rust/library/core/Cargo.toml")
+        .exists()
+}
+
+pub fn bpffs_mounted() -> bool {
+    std::fs::read_to_string("/proc/mounts").is_ok_and(|m| {
+        m.lines().any(|l| {
+            let mut f = l.split_whitespace().skip(1);
+            f.next() == Some("/sys/fs/bpf") && f.next() == Some("bpf")
+        })
+    })
+}
+
+pub fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_is_one_line_naming_what_and_the_fix() {
+        let msg = one_line(&[Missing::BpfLinker, Missing::Bpffs]);
+        assert!(!msg.contains('\n'));
+        assert!(msg.contains("bpf-linker"), "{msg}");
+        assert!(msg.contains("bpffs"), "{msg}");
+        assert!(msg.contains("cargo xtask setup"), "{msg}");
+    }
+
+    #[test]
+    fn an_unknown_toolchain_is_not_ready() {
+        assert!(!toolchain_ready("no-such-toolchain-xyz"));
+    }
+
+    #[test]
+    fn an_absent_package_is_reported() {
+        let absent = missing_packages(&["no-such-package-xyz"]);
+        assert_eq!(absent, vec!["no-such-package-xyz".to_owned()]);
+    }
+}
