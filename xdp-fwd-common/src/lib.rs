@@ -7,6 +7,9 @@
 //! another layout version instead of misreading them.
 #![no_std]
 
+pub mod checksum;
+pub mod flow;
+
 /// Version of the map layouts below. Stored in the pinned `config` map so that a newer
 /// binary can tell what an older one left behind.
 pub const LAYOUT_VERSION: u32 = 1;
