@@ -103,7 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Dataplane(DataplaneCommand::Stats { pin_dir }) => {
-            let c = Dataplane::open(&pin_dir)?.counters()?;
+            let c = bgp_ctl::fib::FibMaps::open(&pin_dir)?.counters()?;
             println!("{c:#?}");
         }
     }

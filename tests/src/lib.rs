@@ -14,8 +14,11 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 
+pub mod frames;
+
 /// Prefix of every namespace and pin directory the lab creates.
 pub const PREFIX: &str = "bgpt";
+
 /// bpffs mount point under which pin directories are made.
 pub const BPFFS: &str = "/sys/fs/bpf";
 

@@ -47,7 +47,7 @@ fn attach_and_inspect(mode: AttachMode, expect_attached: u64) -> anyhow::Result<
 
     // Traffic into up0 runs the program.
     peer.exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", "192.0.2.1"])?;
-    let counters = ns.enter(|| Dataplane::open(pins.path())?.counters())??;
+    let counters = bgp_ctl::fib::FibMaps::open(pins.path())?.counters()?;
     assert!(
         counters.rx >= 3,
         "program saw {} frames, expected >= 3",

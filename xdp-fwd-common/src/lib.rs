@@ -49,15 +49,21 @@ pub mod map_name {
     pub const NEXT_HOP_REFS: &str = "next_hop_refs";
     /// Double-buffered next-hop slots ([`NextHop`]), two per next-hop id.
     pub const NEXT_HOPS: &str = "next_hops";
+    /// Next-hop id -> its identity ([`NextHopKeyEntry`]); userspace bookkeeping that
+    /// survives restarts with the maps. Never read by the program.
+    pub const NEXT_HOP_KEYS: &str = "next_hop_keys";
     /// Egress interfaces for `bpf_redirect_map` (DEVMAP_HASH keyed by ifindex).
     pub const EGRESS_IFS: &str = "egress_ifs";
     /// Per-CPU [`Counters`].
     pub const COUNTERS: &str = "counters";
     /// The single [`Config`] entry.
     pub const CONFIG: &str = "config";
+    /// An ARRAY_OF_MAPS never read by the program: updating it makes the kernel wait
+    /// for an RCU grace period, after which no packet still reads a retired slot.
+    pub const RCU_BARRIER: &str = "rcu_barrier";
 
     /// Every map, in a stable order.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 13] = [
         ROUTES_V4,
         ROUTES_V6,
         HOSTS_V4,
@@ -66,9 +72,11 @@ pub mod map_name {
         GROUPS,
         NEXT_HOP_REFS,
         NEXT_HOPS,
+        NEXT_HOP_KEYS,
         EGRESS_IFS,
         COUNTERS,
         CONFIG,
+        RCU_BARRIER,
     ];
 }
 
@@ -167,6 +175,30 @@ pub struct NextHop {
     pub dst_mac: [u8; 6],
 }
 
+/// [`NextHopKeyEntry::kind`]: the slot is free.
+pub const NHK_FREE: u32 = 0;
+/// A neighbor reached over IPv4 (`addr[..4]`) on `ifindex`.
+pub const NHK_NEIGHBOR_V4: u32 = 4;
+/// A neighbor reached over IPv6 on `ifindex`.
+pub const NHK_NEIGHBOR_V6: u32 = 6;
+/// The node itself.
+pub const NHK_LOCAL: u32 = 1;
+/// The blackhole.
+pub const NHK_BLACKHOLE: u32 = 2;
+
+/// What a next-hop id stands for, so that a restarted process can adopt next hops left
+/// in the maps instead of flushing them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NextHopKeyEntry {
+    /// One of `NHK_*`.
+    pub kind: u32,
+    /// Interface the neighbor is on.
+    pub ifindex: u32,
+    /// Neighbor address, network byte order (IPv4 in the first four bytes).
+    pub addr: [u8; 16],
+}
+
 /// Forward IP fragments (hashed on the 3-tuple) instead of passing them to the kernel.
 pub const CFG_F_FORWARD_FRAGMENTS: u32 = 1 << 0;
 
@@ -235,6 +267,7 @@ mod pod {
     unsafe impl aya::Pod for NextHopSlotRef {}
     unsafe impl aya::Pod for NextHopGroup {}
     unsafe impl aya::Pod for NextHop {}
+    unsafe impl aya::Pod for NextHopKeyEntry {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for Counters {}
 }
@@ -245,5 +278,6 @@ const _: () = {
     assert!(core::mem::size_of::<NextHopGroup>() == 4 + 4 * MAX_GROUP_MEMBERS + GROUP_BUCKETS);
     assert!(core::mem::size_of::<NextHop>() == 24);
     assert!(core::mem::size_of::<Config>() == 16);
+    assert!(core::mem::size_of::<NextHopKeyEntry>() == 24);
     assert!(core::mem::size_of::<Counters>() == 15 * 8);
 };

@@ -12,15 +12,15 @@ mod packet;
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT},
-    btf_maps::{Array, DevMapHash, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    btf_maps::{Array, ArrayOfMaps, DevMapHash, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
 use xdp_fwd_common::{
     CFG_F_FORWARD_FRAGMENTS, Config, Counters, GroupSlotRef, Ipv4Key, Ipv6Key, MAX_EGRESS_IFS,
     MAX_GROUP_MEMBERS, MAX_GROUPS, MAX_NEXT_HOPS, MAX_ROUTES_V4, MAX_ROUTES_V6, NH_BLACKHOLE,
-    NH_FORWARD, NH_LOCAL, NH_UNRESOLVED, NextHop, NextHopGroup, NextHopSlotRef, Route, checksum,
-    flow,
+    NH_FORWARD, NH_LOCAL, NH_UNRESOLVED, NextHop, NextHopGroup, NextHopKeyEntry, NextHopSlotRef,
+    Route, checksum, flow,
 };
 
 use packet::{ETH_LEN, EthHdr, IPV4_LEN, IPV6_LEN, Ipv4Hdr, Ipv6Hdr, ptr_at};
@@ -44,12 +44,16 @@ static GROUPS: Array<NextHopGroup, { 2 * MAX_GROUPS as usize }> = Array::new();
 static NEXT_HOP_REFS: Array<NextHopSlotRef, { MAX_NEXT_HOPS as usize }> = Array::new();
 #[btf_map(name = "next_hops")]
 static NEXT_HOPS: Array<NextHop, { 2 * MAX_NEXT_HOPS as usize }> = Array::new();
+#[btf_map(name = "next_hop_keys")]
+static NEXT_HOP_KEYS: Array<NextHopKeyEntry, { MAX_NEXT_HOPS as usize }> = Array::new();
 #[btf_map(name = "egress_ifs")]
 static EGRESS_IFS: DevMapHash<{ MAX_EGRESS_IFS as usize }> = DevMapHash::new();
 #[btf_map(name = "counters")]
 static COUNTERS: PerCpuArray<Counters, 1> = PerCpuArray::new();
 #[btf_map(name = "config")]
 static CONFIG: Array<Config, 1> = Array::new();
+#[btf_map(name = "rcu_barrier")]
+static RCU_BARRIER: ArrayOfMaps<Array<u32, 1>, 1> = ArrayOfMaps::new();
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;

@@ -14,14 +14,14 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, Map, MapData, PerCpuArray},
+    maps::{Array, Map, MapData},
     programs::{
-        Xdp, XdpMode,
+        TestRun, TestRunOptions, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
         xdp::XdpLink,
     },
 };
-use xdp_fwd_common::{Config, Counters, LAYOUT_VERSION, PROGRAM_NAME, map_name};
+use xdp_fwd_common::{Config, LAYOUT_VERSION, PROGRAM_NAME, map_name};
 
 use super::{FibError, object};
 
@@ -70,6 +70,17 @@ impl fmt::Display for AttachMode {
             Self::Driver => "driver",
         })
     }
+}
+
+/// The outcome of [`Dataplane::run_frame`].
+#[derive(Clone, Debug)]
+pub struct FrameRun {
+    /// XDP action (`XDP_PASS` = 2, `XDP_DROP` = 1, `XDP_REDIRECT` = 4, ...).
+    pub action: u32,
+    /// The frame after the program ran.
+    pub frame: Vec<u8>,
+    /// Mean duration of one run, as the kernel measured it.
+    pub per_run: std::time::Duration,
 }
 
 /// The loaded XDP program and its pinned maps.
@@ -145,15 +156,28 @@ impl Dataplane {
         Ok(())
     }
 
-    /// The per-CPU counters, summed over CPUs.
-    pub fn counters(&self) -> Result<Counters, FibError> {
-        let map = self
+    /// Runs the program once on `frame` (`BPF_PROG_TEST_RUN`) against the live maps, as
+    /// if it had arrived on an uplink: returns the XDP action and the frame as the
+    /// program left it. With `repeat > 1`, also the mean time per run.
+    pub fn run_frame(&self, frame: &[u8], repeat: u32) -> Result<FrameRun, FibError> {
+        let program: &Xdp = self
             .ebpf
-            .map(map_name::COUNTERS)
-            .ok_or(FibError::MissingMap(map_name::COUNTERS))?;
-        let counters: PerCpuArray<_, Counters> = PerCpuArray::try_from(map)?;
-        let per_cpu = counters.get(&0, 0)?;
-        Ok(per_cpu.iter().fold(Counters::default(), sum_counters))
+            .program(PROGRAM_NAME)
+            .ok_or(FibError::MissingMap(PROGRAM_NAME))?
+            .try_into()?;
+        // Room for a frame that grows (it never does today; the kernel checks the size).
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.data_out = Some(&mut out);
+        opts.repeat = repeat.max(1);
+        let r = program.test_run(opts)?;
+        out.truncate(r.data_size_out as usize);
+        Ok(FrameRun {
+            action: r.return_value,
+            frame: out,
+            per_run: r.duration,
+        })
     }
 
     /// Removes the pinned link of `iface`, which detaches the program from it once no
@@ -179,25 +203,6 @@ impl Dataplane {
             }),
         }
     }
-}
-
-fn sum_counters(mut a: Counters, b: &Counters) -> Counters {
-    a.rx += b.rx;
-    a.forwarded += b.forwarded;
-    a.pass_not_ip += b.pass_not_ip;
-    a.pass_vlan += b.pass_vlan;
-    a.pass_malformed += b.pass_malformed;
-    a.pass_no_route += b.pass_no_route;
-    a.pass_ttl += b.pass_ttl;
-    a.pass_ip_options += b.pass_ip_options;
-    a.pass_fragment += b.pass_fragment;
-    a.pass_neigh_unresolved += b.pass_neigh_unresolved;
-    a.pass_local += b.pass_local;
-    a.pass_too_big += b.pass_too_big;
-    a.pass_no_next_hop += b.pass_no_next_hop;
-    a.pass_no_egress += b.pass_no_egress;
-    a.drop_blackhole += b.drop_blackhole;
-    a
 }
 
 /// `<pin_dir>/link_<iface>`; bpffs refuses '.' in names, and ':' never occurs in an

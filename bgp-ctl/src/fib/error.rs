@@ -23,6 +23,18 @@ pub enum FibError {
     /// A map the object should define is missing.
     #[error("the XDP object has no map `{0}`")]
     MissingMap(&'static str),
+    /// A table is full.
+    #[error("the dataplane has no room for more {0}")]
+    Full(&'static str),
+    /// A route names a next hop that was never defined.
+    #[error("unknown next hop {0:?}")]
+    UnknownNextHop(super::NextHopKey),
+    /// A group must have 1 to 16 members.
+    #[error("a next-hop group needs 1 to 16 members, not {0}")]
+    GroupSize(usize),
+    /// The bookkeeping disagrees with itself (a bug).
+    #[error("inconsistent FIB state: {0}")]
+    Inconsistent(&'static str),
     /// No such interface.
     #[error("no interface named `{0}`")]
     NoInterface(String),
@@ -43,6 +55,9 @@ pub enum FibError {
     /// A map operation failed.
     #[error("map: {0}")]
     Map(#[from] aya::maps::MapError),
+    /// A device-map operation failed.
+    #[error("egress device map: {0}")]
+    DevMap(#[from] aya::maps::xdp::XdpMapError),
     /// Pinning failed.
     #[error("pinning: {0}")]
     Pin(#[from] aya::pin::PinError),

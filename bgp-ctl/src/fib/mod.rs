@@ -1,11 +1,17 @@
 //! The forwarding plane as userspace sees it: the embedded XDP object, its pinned maps,
-//! and its attachments to uplinks.
+//! its attachments to uplinks, and the table of routes, groups and next hops in them.
 
+mod buckets;
 mod dataplane;
 mod error;
+mod maps;
+mod table;
 
-pub use dataplane::{AttachMode, DEFAULT_PIN_DIR, Dataplane};
+pub use buckets::rebalance;
+pub use dataplane::{AttachMode, DEFAULT_PIN_DIR, Dataplane, FrameRun};
 pub use error::FibError;
+pub use maps::{FibMaps, MapOps};
+pub use table::{Fib, NextHopKey};
 
 /// The XDP program, built from the `xdp-fwd` crate by this crate's build script.
 pub fn object() -> &'static [u8] {

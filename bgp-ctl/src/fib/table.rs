@@ -1,0 +1,640 @@
+//! The forwarding table as the control plane sees it: routes -> shared next-hop groups
+//! -> next hops, with ids, reference counts and the dedup of groups by member set.
+//!
+//! Every change is the smallest set of map writes that makes it: a next hop that changes
+//! (a neighbor MAC resolved) is one entry rewritten, whatever the number of routes
+//! behind it; a next hop that goes away (a peer down) rewrites the groups that hold it,
+//! never the routes.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    net::IpAddr,
+    path::Path,
+};
+
+use ipnet::IpNet;
+use xdp_fwd_common::{
+    CFG_F_FORWARD_FRAGMENTS, Counters, GROUP_BUCKETS, MAX_GROUP_MEMBERS, MAX_GROUPS, MAX_NEXT_HOPS,
+    NH_FORWARD, NHK_BLACKHOLE, NHK_LOCAL, NHK_NEIGHBOR_V4, NHK_NEIGHBOR_V6, NextHop, NextHopGroup,
+    NextHopKeyEntry,
+};
+
+use super::{
+    FibError,
+    buckets::rebalance,
+    maps::{FibMaps, MapOps},
+};
+
+/// What a next hop is, independently of how it is currently reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NextHopKey {
+    /// A neighbor (a BGP next hop, or a local pod) on an interface.
+    Neighbor {
+        /// Interface it is reached through.
+        ifindex: u32,
+        /// Its address.
+        addr: IpAddr,
+    },
+    /// The node itself: packets go to the kernel.
+    Local,
+    /// Packets are dropped.
+    Blackhole,
+}
+
+impl NextHopKey {
+    fn to_entry(self) -> NextHopKeyEntry {
+        let mut e = NextHopKeyEntry::default();
+        match self {
+            Self::Neighbor { ifindex, addr } => {
+                e.ifindex = ifindex;
+                match addr {
+                    IpAddr::V4(a) => {
+                        e.kind = NHK_NEIGHBOR_V4;
+                        e.addr[..4].copy_from_slice(&a.octets());
+                    }
+                    IpAddr::V6(a) => {
+                        e.kind = NHK_NEIGHBOR_V6;
+                        e.addr = a.octets();
+                    }
+                }
+            }
+            Self::Local => e.kind = NHK_LOCAL,
+            Self::Blackhole => e.kind = NHK_BLACKHOLE,
+        }
+        e
+    }
+
+    fn from_entry(e: &NextHopKeyEntry) -> Option<Self> {
+        Some(match e.kind {
+            NHK_NEIGHBOR_V4 => Self::Neighbor {
+                ifindex: e.ifindex,
+                addr: IpAddr::from([e.addr[0], e.addr[1], e.addr[2], e.addr[3]]),
+            },
+            NHK_NEIGHBOR_V6 => Self::Neighbor {
+                ifindex: e.ifindex,
+                addr: IpAddr::from(e.addr),
+            },
+            NHK_LOCAL => Self::Local,
+            NHK_BLACKHOLE => Self::Blackhole,
+            _ => return None,
+        })
+    }
+}
+
+/// Double-buffer bookkeeping of one id: which slot is live, and when each slot was last
+/// retired (in barrier epochs), so a slot is rewritten only after a grace period.
+#[derive(Clone, Copy, Default)]
+struct Slots {
+    live: Option<u32>,
+    retired_at: [u64; 2],
+}
+
+struct NextHopEntry {
+    key: NextHopKey,
+    value: NextHop,
+    /// Groups holding this next hop.
+    groups: u32,
+}
+
+struct GroupEntry {
+    /// Member next-hop ids; `buckets` index into this.
+    members: Vec<u32>,
+    buckets: [u8; GROUP_BUCKETS],
+    /// Routes using this group.
+    routes: u64,
+}
+
+impl GroupEntry {
+    fn value(&self) -> NextHopGroup {
+        let mut g = NextHopGroup {
+            n_members: self.members.len() as u32,
+            buckets: self.buckets,
+            ..Default::default()
+        };
+        g.members[..self.members.len()].copy_from_slice(&self.members);
+        g
+    }
+}
+
+/// Allocates ids from 1 (0 is what zeroed map memory says, so it never names a live
+/// entry), reusing freed ids oldest first.
+struct Ids {
+    next: u32,
+    max: u32,
+    free: VecDeque<u32>,
+}
+
+impl Ids {
+    fn new(max: u32) -> Self {
+        Self {
+            next: 1,
+            max,
+            free: VecDeque::new(),
+        }
+    }
+    fn alloc(&mut self, what: &'static str) -> Result<u32, FibError> {
+        if let Some(id) = self.free.pop_front() {
+            return Ok(id);
+        }
+        if self.next >= self.max {
+            return Err(FibError::Full(what));
+        }
+        self.next += 1;
+        Ok(self.next - 1)
+    }
+    fn release(&mut self, id: u32) {
+        self.free.push_back(id);
+    }
+}
+
+/// The control plane's view of the dataplane tables, and the only writer of them.
+pub struct Fib {
+    maps: FibMaps,
+    /// Barrier epoch: incremented each time an RCU grace period has passed.
+    epoch: u64,
+    next_hops: HashMap<u32, NextHopEntry>,
+    next_hop_ids: HashMap<NextHopKey, u32>,
+    next_hop_slots: Vec<Slots>,
+    nh_ids: Ids,
+    groups: HashMap<u32, GroupEntry>,
+    group_ids_by_members: HashMap<Vec<u32>, u32>,
+    group_slots: Vec<Slots>,
+    g_ids: Ids,
+    routes: HashMap<IpNet, u32>,
+    stale: HashSet<IpNet>,
+    /// Egress ifindex -> forward next hops using it.
+    egress: HashMap<u32, u32>,
+}
+
+impl Fib {
+    /// Opens the maps pinned in `pin_dir` and adopts what they hold: a restarted process
+    /// continues from the previous one's table instead of flushing it.
+    pub fn open(pin_dir: impl AsRef<Path>) -> Result<Self, FibError> {
+        let maps = FibMaps::open(pin_dir)?;
+        let mut fib = Self {
+            maps,
+            epoch: 1,
+            next_hops: HashMap::new(),
+            next_hop_ids: HashMap::new(),
+            next_hop_slots: vec![Slots::default(); MAX_NEXT_HOPS as usize],
+            nh_ids: Ids::new(MAX_NEXT_HOPS),
+            groups: HashMap::new(),
+            group_ids_by_members: HashMap::new(),
+            group_slots: vec![Slots::default(); MAX_GROUPS as usize],
+            g_ids: Ids::new(MAX_GROUPS),
+            routes: HashMap::new(),
+            stale: HashSet::new(),
+            egress: HashMap::new(),
+        };
+        fib.adopt()?;
+        Ok(fib)
+    }
+
+    /// Map operations issued since open.
+    pub fn ops(&self) -> MapOps {
+        self.maps.ops
+    }
+
+    /// Number of routes installed.
+    pub fn route_count(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Number of groups in use.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Number of next hops defined.
+    pub fn next_hop_count(&self) -> usize {
+        self.next_hops.len()
+    }
+
+    /// The per-CPU counters, summed.
+    pub fn counters(&self) -> Result<Counters, FibError> {
+        self.maps.counters()
+    }
+
+    /// Forward IP fragments (hashed on addresses and protocol, so every fragment of a
+    /// packet takes one path) instead of handing them to the kernel.
+    pub fn set_forward_fragments(&mut self, on: bool) -> Result<(), FibError> {
+        self.maps.update_config(|c| {
+            if on {
+                c.flags |= CFG_F_FORWARD_FRAGMENTS;
+            } else {
+                c.flags &= !CFG_F_FORWARD_FRAGMENTS;
+            }
+        })
+    }
+
+    /// The members of the group `prefix` uses, as next-hop keys, if installed.
+    pub fn route(&self, prefix: &IpNet) -> Option<Vec<NextHopKey>> {
+        let g = self.groups.get(self.routes.get(prefix)?)?;
+        Some(g.members.iter().map(|id| self.next_hops[id].key).collect())
+    }
+
+    /// Every installed route with its members.
+    pub fn routes(&self) -> impl Iterator<Item = (IpNet, Vec<NextHopKey>)> + '_ {
+        self.routes
+            .keys()
+            .filter_map(|p| Some((*p, self.route(p)?)))
+    }
+
+    /// The current value of a next hop.
+    pub fn next_hop(&self, key: &NextHopKey) -> Option<NextHop> {
+        Some(self.next_hops.get(self.next_hop_ids.get(key)?)?.value)
+    }
+
+    /// Defines or updates a next hop. Updating rewrites that one entry (atomically for
+    /// packets), and every route through it follows.
+    pub fn set_next_hop(&mut self, key: NextHopKey, value: NextHop) -> Result<(), FibError> {
+        if value.kind == NH_FORWARD {
+            // The egress must be redirectable before any packet can pick this next hop.
+            self.egress_ref(value.ifindex)?;
+        }
+        let id = match self.next_hop_ids.get(&key) {
+            Some(&id) => {
+                let old = self.next_hops[&id].value;
+                if old == value {
+                    if value.kind == NH_FORWARD {
+                        self.egress_unref(value.ifindex)?;
+                    }
+                    return Ok(());
+                }
+                self.write_next_hop(id, &value)?;
+                if old.kind == NH_FORWARD {
+                    self.egress_unref(old.ifindex)?;
+                }
+                id
+            }
+            None => {
+                let id = self.nh_ids.alloc("next hops")?;
+                self.maps.write_next_hop_key(id, &key.to_entry())?;
+                self.write_next_hop(id, &value)?;
+                self.next_hop_ids.insert(key, id);
+                id
+            }
+        };
+        self.next_hops.insert(
+            id,
+            NextHopEntry {
+                key,
+                value,
+                groups: self.next_hops.get(&id).map_or(0, |e| e.groups),
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a next hop from every group holding it (a peer went down), then forgets
+    /// it. Only those groups are rewritten; the routes through them stay as they are.
+    /// Returns the number of groups rewritten.
+    pub fn remove_next_hop(&mut self, key: &NextHopKey) -> Result<usize, FibError> {
+        let Some(&id) = self.next_hop_ids.get(key) else {
+            return Ok(0);
+        };
+        let holding: Vec<u32> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.members.contains(&id))
+            .map(|(&gid, _)| gid)
+            .collect();
+        for &gid in &holding {
+            let old = &self.groups[&gid];
+            let members: Vec<u32> = old.members.iter().copied().filter(|&m| m != id).collect();
+            self.set_group_members(gid, members)?;
+        }
+        let entry = self
+            .next_hops
+            .remove(&id)
+            .ok_or(FibError::Inconsistent("next hop"))?;
+        self.next_hop_ids.remove(key);
+        self.maps
+            .write_next_hop_key(id, &NextHopKeyEntry::default())?;
+        if entry.value.kind == NH_FORWARD {
+            self.egress_unref(entry.value.ifindex)?;
+        }
+        self.nh_ids.release(id);
+        Ok(holding.len())
+    }
+
+    /// Installs or replaces `prefix` through the group of `members` (ECMP), sharing the
+    /// group with every other route with the same member set. The next hops must exist.
+    pub fn add_route(&mut self, prefix: IpNet, members: &[NextHopKey]) -> Result<(), FibError> {
+        let prefix = prefix.trunc();
+        let mut ids = members
+            .iter()
+            .map(|k| {
+                self.next_hop_ids
+                    .get(k)
+                    .copied()
+                    .ok_or(FibError::UnknownNextHop(*k))
+            })
+            .collect::<Result<Vec<u32>, _>>()?;
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() || ids.len() > MAX_GROUP_MEMBERS {
+            return Err(FibError::GroupSize(ids.len()));
+        }
+        self.stale.remove(&prefix);
+        let gid = match self.group_ids_by_members.get(&ids) {
+            Some(&gid) => gid,
+            None => self.new_group(ids)?,
+        };
+        let old = self.routes.insert(prefix, gid);
+        if old == Some(gid) {
+            return Ok(());
+        }
+        self.groups
+            .get_mut(&gid)
+            .ok_or(FibError::Inconsistent("group"))?
+            .routes += 1;
+        self.maps.insert_route(prefix, gid)?;
+        if let Some(old) = old {
+            self.group_unref(old)?;
+        }
+        Ok(())
+    }
+
+    /// Removes `prefix`. Returns whether it was installed.
+    pub fn del_route(&mut self, prefix: &IpNet) -> Result<bool, FibError> {
+        let prefix = prefix.trunc();
+        let Some(gid) = self.routes.remove(&prefix) else {
+            return Ok(false);
+        };
+        self.stale.remove(&prefix);
+        self.maps.remove_route(prefix)?;
+        self.group_unref(gid)?;
+        Ok(true)
+    }
+
+    /// Starts a resync after a restart: every adopted route is marked stale; routes
+    /// added again before [`Fib::end_resync`] stay, the others are then removed.
+    pub fn begin_resync(&mut self) {
+        self.stale = self.routes.keys().copied().collect();
+    }
+
+    /// Removes the routes not re-added since [`Fib::begin_resync`]. Returns how many.
+    pub fn end_resync(&mut self) -> Result<usize, FibError> {
+        let stale: Vec<IpNet> = self.stale.drain().collect();
+        for p in &stale {
+            self.del_route(p)?;
+        }
+        Ok(stale.len())
+    }
+
+    fn new_group(&mut self, members: Vec<u32>) -> Result<u32, FibError> {
+        let gid = self.g_ids.alloc("next-hop groups")?;
+        let entry = GroupEntry {
+            buckets: rebalance(&[], &[0; GROUP_BUCKETS], &members),
+            members: members.clone(),
+            routes: 0,
+        };
+        self.write_group(gid, &entry.value())?;
+        for m in &members {
+            if let Some(nh) = self.next_hops.get_mut(m) {
+                nh.groups += 1;
+            }
+        }
+        self.group_ids_by_members.insert(members, gid);
+        self.groups.insert(gid, entry);
+        Ok(gid)
+    }
+
+    /// Gives group `gid` a new member set, keeping flows of surviving members in place.
+    fn set_group_members(&mut self, gid: u32, members: Vec<u32>) -> Result<(), FibError> {
+        let g = self
+            .groups
+            .get(&gid)
+            .ok_or(FibError::Inconsistent("group"))?;
+        let old_members = g.members.clone();
+        let buckets = if members.is_empty() {
+            [0; GROUP_BUCKETS]
+        } else {
+            rebalance(&old_members, &g.buckets, &members)
+        };
+        let entry = GroupEntry {
+            members: members.clone(),
+            buckets,
+            routes: g.routes,
+        };
+        self.write_group(gid, &entry.value())?;
+        if self.group_ids_by_members.get(&old_members) == Some(&gid) {
+            self.group_ids_by_members.remove(&old_members);
+        }
+        if !members.is_empty() {
+            self.group_ids_by_members
+                .entry(members.clone())
+                .or_insert(gid);
+        }
+        for m in old_members.iter().filter(|m| !members.contains(m)) {
+            if let Some(nh) = self.next_hops.get_mut(m) {
+                nh.groups = nh.groups.saturating_sub(1);
+            }
+        }
+        for m in members.iter().filter(|m| !old_members.contains(m)) {
+            if let Some(nh) = self.next_hops.get_mut(m) {
+                nh.groups += 1;
+            }
+        }
+        self.groups.insert(gid, entry);
+        Ok(())
+    }
+
+    fn group_unref(&mut self, gid: u32) -> Result<(), FibError> {
+        let g = self
+            .groups
+            .get_mut(&gid)
+            .ok_or(FibError::Inconsistent("group"))?;
+        g.routes -= 1;
+        if g.routes > 0 {
+            return Ok(());
+        }
+        self.free_group(gid)
+    }
+
+    /// Clears an unused group (so dumps show no ghost) and gives its id back.
+    fn free_group(&mut self, gid: u32) -> Result<(), FibError> {
+        self.set_group_members(gid, Vec::new())?;
+        self.groups.remove(&gid);
+        self.g_ids.release(gid);
+        Ok(())
+    }
+
+    fn write_group(&mut self, gid: u32, value: &NextHopGroup) -> Result<(), FibError> {
+        let slot = self.flip_target(Table::Groups, gid)?;
+        self.maps.write_group(gid, 2 * gid + slot, value)?;
+        self.flipped(Table::Groups, gid, slot);
+        Ok(())
+    }
+
+    fn write_next_hop(&mut self, id: u32, value: &NextHop) -> Result<(), FibError> {
+        let slot = self.flip_target(Table::NextHops, id)?;
+        self.maps.write_next_hop(id, 2 * id + slot, value)?;
+        self.flipped(Table::NextHops, id, slot);
+        Ok(())
+    }
+
+    fn slots(&mut self, t: Table, id: u32) -> &mut Slots {
+        match t {
+            Table::Groups => &mut self.group_slots[id as usize],
+            Table::NextHops => &mut self.next_hop_slots[id as usize],
+        }
+    }
+
+    /// The idle slot of `id`, after waiting for a grace period if packets may still be
+    /// reading it since it was retired.
+    fn flip_target(&mut self, t: Table, id: u32) -> Result<u32, FibError> {
+        let epoch = self.epoch;
+        let s = *self.slots(t, id);
+        let target = s.live.map_or(0, |l| l ^ 1);
+        if s.retired_at[target as usize] == epoch {
+            self.maps.rcu_barrier()?;
+            self.epoch += 1;
+        }
+        Ok(target)
+    }
+
+    fn flipped(&mut self, t: Table, id: u32, target: u32) {
+        let epoch = self.epoch;
+        let s = self.slots(t, id);
+        if let Some(old) = s.live {
+            s.retired_at[old as usize] = epoch;
+        }
+        s.live = Some(target);
+    }
+
+    fn egress_ref(&mut self, ifindex: u32) -> Result<(), FibError> {
+        let n = self.egress.entry(ifindex).or_insert(0);
+        if *n == 0 {
+            self.maps.egress_ifs.insert(ifindex, ifindex, None, 0)?;
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    fn egress_unref(&mut self, ifindex: u32) -> Result<(), FibError> {
+        if let Some(n) = self.egress.get_mut(&ifindex) {
+            *n -= 1;
+            if *n == 0 {
+                self.egress.remove(&ifindex);
+                self.maps.egress_ifs.remove(ifindex)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the bookkeeping from what the maps hold.
+    fn adopt(&mut self) -> Result<(), FibError> {
+        // Next hops: every id with a key.
+        for id in 1..MAX_NEXT_HOPS {
+            let key = self.maps.next_hop_keys.get(&id, 0)?;
+            let Some(k) = NextHopKey::from_entry(&key) else {
+                continue;
+            };
+            let slot = self.maps.next_hop_refs.get(&id, 0)?.slot;
+            let Some(bit) = slot.checked_sub(2 * id).filter(|b| *b < 2) else {
+                continue;
+            };
+            let value = self.maps.next_hops.get(&slot, 0)?;
+            self.next_hop_slots[id as usize].live = Some(bit);
+            self.next_hop_ids.insert(k, id);
+            self.next_hops.insert(
+                id,
+                NextHopEntry {
+                    key: k,
+                    value,
+                    groups: 0,
+                },
+            );
+            if value.kind == NH_FORWARD {
+                *self.egress.entry(value.ifindex).or_insert(0) += 1;
+            }
+        }
+        // Groups: every id whose live slot holds members that all exist.
+        for gid in 1..MAX_GROUPS {
+            let slot = self.maps.group_refs.get(&gid, 0)?.slot;
+            let Some(bit) = slot.checked_sub(2 * gid).filter(|b| *b < 2) else {
+                continue;
+            };
+            self.group_slots[gid as usize].live = Some(bit);
+            let g = self.maps.groups.get(&slot, 0)?;
+            let n = g.n_members as usize;
+            if n == 0 || n > MAX_GROUP_MEMBERS {
+                continue;
+            }
+            let members = g.members[..n].to_vec();
+            if !members.iter().all(|m| self.next_hops.contains_key(m)) {
+                continue;
+            }
+            for m in &members {
+                if let Some(nh) = self.next_hops.get_mut(m) {
+                    nh.groups += 1;
+                }
+            }
+            self.group_ids_by_members
+                .entry(members.clone())
+                .or_insert(gid);
+            self.groups.insert(
+                gid,
+                GroupEntry {
+                    members,
+                    buckets: g.buckets,
+                    routes: 0,
+                },
+            );
+        }
+        // Routes: the tries are the source of truth.
+        let mut routes = Vec::new();
+        for kv in self.maps.routes_v4.iter() {
+            let (k, r) = kv?;
+            let net = ipnet::Ipv4Net::new(k.data().addr.into(), k.prefix_len() as u8)
+                .map_err(|_| FibError::Inconsistent("IPv4 prefix length"))?;
+            routes.push((IpNet::V4(net), r.group));
+        }
+        for kv in self.maps.routes_v6.iter() {
+            let (k, r) = kv?;
+            let net = ipnet::Ipv6Net::new(k.data().addr.into(), k.prefix_len() as u8)
+                .map_err(|_| FibError::Inconsistent("IPv6 prefix length"))?;
+            routes.push((IpNet::V6(net), r.group));
+        }
+        for (prefix, gid) in routes {
+            match self.groups.get_mut(&gid) {
+                Some(g) => {
+                    g.routes += 1;
+                    self.routes.insert(prefix, gid);
+                }
+                // A route to a group that does not hold together: the kernel is a better
+                // place for its packets than a broken entry.
+                None => self.maps.remove_route(prefix)?,
+            }
+        }
+        // Ids: gaps are free; unused groups are cleared and freed.
+        let max_nh = self.next_hops.keys().max().copied().unwrap_or(0);
+        self.nh_ids.next = max_nh + 1;
+        for id in (1..=max_nh).filter(|id| !self.next_hops.contains_key(id)) {
+            self.nh_ids.release(id);
+        }
+        let max_g = self.groups.keys().max().copied().unwrap_or(0);
+        self.g_ids.next = max_g + 1;
+        for id in (1..=max_g).filter(|id| !self.groups.contains_key(id)) {
+            self.g_ids.release(id);
+        }
+        let unused: Vec<u32> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.routes == 0)
+            .map(|(&id, _)| id)
+            .collect();
+        for gid in unused {
+            self.free_group(gid)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Table {
+    Groups,
+    NextHops,
+}
