@@ -442,3 +442,140 @@ fn a_next_hop_rewrite_moves_every_route_through_it() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The member a forwarded frame went to, from the destination MAC written into it.
+fn member_of(frame: &[u8]) -> u8 {
+    frame[5]
+}
+
+#[test]
+fn ecmp_spreads_flows_evenly_and_removal_moves_only_that_members_flows() -> anyhow::Result<()> {
+    let mut rig = rig()?;
+    let members: Vec<NextHopKey> = (1..=8u8)
+        .map(|i| NextHopKey::Neighbor {
+            ifindex: 1,
+            addr: IpAddr::from([192, 168, 2, i]),
+        })
+        .collect();
+    for (i, &key) in members.iter().enumerate() {
+        rig.fib.set_next_hop(
+            key,
+            NextHop {
+                kind: NH_FORWARD,
+                ifindex: 1,
+                mtu: 0,
+                src_mac: OUR_MAC,
+                dst_mac: [0x02, 0xcc, 0, 0, 0, i as u8 + 1],
+            },
+        )?;
+    }
+    rig.fib.add_route("10.245.0.0/16".parse()?, &members)?;
+
+    const FLOWS: u32 = 100_000;
+    let flow = |i: u32| {
+        V4::udp(
+            Ipv4Addr::from(0x0af4_0000 + (i % 4096)),
+            v4("10.245.7.7"),
+            1024 + (i / 4096) as u16,
+            80,
+        )
+        .build()
+    };
+    let place = |rig: &Rig| -> anyhow::Result<Vec<u8>> {
+        (0..FLOWS)
+            .map(|i| {
+                let run = rig.dp.run_frame(&flow(i), 1)?;
+                anyhow::ensure!(run.action == XDP_REDIRECT, "flow {i} not forwarded");
+                Ok(member_of(&run.frame))
+            })
+            .collect()
+    };
+    let before = place(&rig)?;
+    let even = FLOWS / 8;
+    for m in 1..=8u8 {
+        let n = before.iter().filter(|&&x| x == m).count() as u32;
+        assert!(
+            n.abs_diff(even) <= even / 20,
+            "member {m}: {n} flows, an even share is {even} (±5%)"
+        );
+    }
+
+    let groups_before = rig.fib.ops();
+    assert_eq!(
+        rig.fib.remove_next_hop(&members[3])?,
+        1,
+        "one group holds it"
+    );
+    let after = place(&rig)?;
+    let ops = rig.fib.ops();
+    assert_eq!(
+        ops.route_writes, groups_before.route_writes,
+        "no route rewritten"
+    );
+    for (i, (&b, &a)) in before.iter().zip(&after).enumerate() {
+        if b == 4 {
+            assert_ne!(a, 4, "flow {i} still on the removed member");
+        } else {
+            assert_eq!(a, b, "flow {i} moved from surviving member {b} to {a}");
+        }
+    }
+    Ok(())
+}
+
+mod checksum_property {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn arb_v4() -> impl Strategy<Value = V4> {
+        (
+            any::<[u8; 2]>(),
+            any::<u8>(),
+            prop::sample::select(vec![TCP, lab::frames::UDP, ICMP, 47, 132]),
+            any::<u8>(),
+            any::<u16>(),
+            any::<u16>(),
+            0usize..1400,
+            prop::sample::select(vec![0u16, 0x4000, 0x2000, 0x0005, 0x4000]),
+            prop::sample::select(vec![0usize, 0, 0, 4, 40]),
+            (any::<u16>(), any::<u8>()),
+        )
+            .prop_map(
+                |(s, last, proto, ttl, sport, dport, payload, frag, options, (id, tos))| V4 {
+                    src: Ipv4Addr::new(10, 244, s[0], s[1]),
+                    dst: Ipv4Addr::new(10, 244, 2, last),
+                    proto,
+                    ttl,
+                    sport,
+                    dport,
+                    payload,
+                    frag,
+                    options,
+                    id,
+                    tos,
+                },
+            )
+    }
+
+    #[test]
+    fn every_forwarded_ipv4_frame_has_a_valid_checksum_and_ttl_one_lower() {
+        let rig = rig().expect("rig");
+        let forwarded = std::cell::Cell::new(0u32);
+        proptest!(ProptestConfig::with_cases(2000), |(p in arb_v4())| {
+            let f = p.build();
+            let run = rig.dp.run_frame(&f, 1).expect("test run");
+            if run.action == XDP_REDIRECT {
+                forwarded.set(forwarded.get() + 1);
+                let ihl = (run.frame[14] & 0x0f) as usize * 4;
+                prop_assert_eq!(frames::checksum(&run.frame[14..14 + ihl]), 0, "checksum");
+                prop_assert_eq!(run.frame[22], f[22] - 1, "ttl");
+                prop_assert_eq!(&run.frame[34..], &f[34..], "payload untouched");
+            } else {
+                prop_assert_eq!(run.frame, f, "not forwarded, so unchanged");
+            }
+        });
+        // The generator must actually exercise the forwarding path.
+        let forwarded = forwarded.get();
+        assert!(forwarded > 500, "only {forwarded} of 2000 frames forwarded");
+    }
+}

@@ -7,10 +7,18 @@
 
 use xdp_fwd_common::GROUP_BUCKETS;
 
-/// The fair share of member `i` of `n`: `GROUP_BUCKETS / n`, the first
-/// `GROUP_BUCKETS % n` members one more.
-fn share(i: usize, n: usize) -> usize {
-    GROUP_BUCKETS / n + usize::from(i < GROUP_BUCKETS % n)
+/// Fair shares: `GROUP_BUCKETS / n` each, and the `GROUP_BUCKETS % n` left over to the
+/// members that already hold the most (ties to the lower index), so that no bucket moves
+/// only because of how the remainder falls.
+fn shares(held: &[usize]) -> Vec<usize> {
+    let n = held.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(held[i]), i));
+    let mut out = vec![GROUP_BUCKETS / n; n];
+    for &i in order.iter().take(GROUP_BUCKETS % n) {
+        out[i] += 1;
+    }
+    out
 }
 
 /// New bucket table for `new_members` (next-hop ids), given the previous members and
@@ -35,11 +43,12 @@ pub fn rebalance(
             held[new_idx] += 1;
         }
     }
+    let share = shares(&held);
     // Members above their share give up their highest buckets.
     for b in (0..GROUP_BUCKETS).rev() {
         if let Some(m) = owner[b] {
             let m = m as usize;
-            if held[m] > share(m, n) {
+            if held[m] > share[m] {
                 held[m] -= 1;
                 owner[b] = None;
             }
@@ -52,7 +61,7 @@ pub fn rebalance(
         out[b] = match owner[b] {
             Some(m) => m,
             None => {
-                while held[next] >= share(next, n) {
+                while held[next] >= share[next] {
                     next += 1;
                 }
                 held[next] += 1;
