@@ -254,3 +254,35 @@ mod tests {
         assert_eq!(owner_pid("bgptfoo"), None);
     }
 }
+
+/// Facts about an interface inside a namespace.
+pub struct Link {
+    /// Its ifindex (in its namespace).
+    pub ifindex: u32,
+    /// Its MAC address.
+    pub mac: [u8; 6],
+}
+
+impl Netns {
+    /// The ifindex and MAC of `dev`.
+    pub fn link(&self, dev: &str) -> Result<Link> {
+        let json = self.ip(&["-j", "link", "show", "dev", dev])?;
+        let field = |name: &str| -> Result<String> {
+            let at = json
+                .find(&format!("\"{name}\":"))
+                .ok_or_else(|| anyhow!("no {name} for {dev}: {json}"))?;
+            let rest = json[at + name.len() + 3..].trim_start_matches('"');
+            Ok(rest
+                .split(|c| c == '"' || c == ',' || c == '}')
+                .next()
+                .unwrap_or_default()
+                .to_owned())
+        };
+        let ifindex = field("ifindex")?.parse()?;
+        let mut mac = [0u8; 6];
+        for (i, part) in field("address")?.split(':').enumerate().take(6) {
+            mac[i] = u8::from_str_radix(part, 16)?;
+        }
+        Ok(Link { ifindex, mac })
+    }
+}
