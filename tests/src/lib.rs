@@ -235,26 +235,6 @@ impl Drop for PinDir {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unique_names_carry_the_pid_and_never_repeat() {
-        let a = unique_name();
-        let b = unique_name();
-        assert_ne!(a, b);
-        assert_eq!(owner_pid(&a), Some(std::process::id()));
-        assert!(a.len() <= 15, "{a} must fit an interface name");
-    }
-
-    #[test]
-    fn foreign_names_are_not_ours() {
-        assert_eq!(owner_pid("xdp-fwd"), None);
-        assert_eq!(owner_pid("bgptfoo"), None);
-    }
-}
-
 /// Facts about an interface inside a namespace.
 pub struct Link {
     /// Its ifindex (in its namespace).
@@ -273,7 +253,7 @@ impl Netns {
                 .ok_or_else(|| anyhow!("no {name} for {dev}: {json}"))?;
             let rest = json[at + name.len() + 3..].trim_start_matches('"');
             Ok(rest
-                .split(|c| c == '"' || c == ',' || c == '}')
+                .split(['"', ',', '}'])
                 .next()
                 .unwrap_or_default()
                 .to_owned())
@@ -284,5 +264,25 @@ impl Netns {
             mac[i] = u8::from_str_radix(part, 16)?;
         }
         Ok(Link { ifindex, mac })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_names_carry_the_pid_and_never_repeat() {
+        let a = unique_name();
+        let b = unique_name();
+        assert_ne!(a, b);
+        assert_eq!(owner_pid(&a), Some(std::process::id()));
+        assert!(a.len() <= 15, "{a} must fit an interface name");
+    }
+
+    #[test]
+    fn foreign_names_are_not_ours() {
+        assert_eq!(owner_pid("xdp-fwd"), None);
+        assert_eq!(owner_pid("bgptfoo"), None);
     }
 }
