@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use bgp_ctl::fib::{AttachMode, DEFAULT_PIN_DIR, Dataplane};
+use bgp_ctl::fib::{AttachMode, DEFAULT_PIN_DIR, Dataplane, Fib};
 use clap::{Parser, Subcommand};
 
 /// BGP node agent for routed container networks, with an XDP forwarding plane.
@@ -27,15 +27,19 @@ enum DataplaneCommand {
     ///
     /// Example: bgp-ctl dataplane attach --iface eth0 --mode driver
     Attach {
-        /// Interface to attach to.
-        #[arg(long)]
-        iface: String,
+        /// Interface to attach to (repeat for several uplinks).
+        #[arg(long, required = true)]
+        iface: Vec<String>,
         /// `driver` (native XDP) or `skb` (generic XDP).
         #[arg(long, default_value = "driver")]
         mode: AttachMode,
         /// bpffs directory holding the maps and links.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
+        /// Keep running until SIGTERM or SIGINT, holding the dataplane as the daemon
+        /// does. Killing this process, even with SIGKILL, leaves forwarding untouched.
+        #[arg(long)]
+        foreground: bool,
     },
     /// Detach the program from an interface (remove its pinned link).
     ///
@@ -78,13 +82,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             iface,
             mode,
             pin_dir,
+            foreground,
         }) => {
             let mut dp = Dataplane::open(&pin_dir)?;
-            dp.attach(&iface, mode)?;
+            // Adopting the table now is what a restarted daemon does before it programs
+            // anything; it also proves the pinned maps are readable.
+            let fib = Fib::open(&pin_dir)?;
+            for i in &iface {
+                dp.attach(i, mode)?;
+            }
             println!(
-                "xdp-fwd attached to {iface} ({mode}), pinned in {}",
-                pin_dir.display()
+                "xdp-fwd attached to {} ({mode}), pinned in {}; adopted {} routes, {} groups, {} next hops",
+                iface.join(", "),
+                pin_dir.display(),
+                fib.route_count(),
+                fib.group_count(),
+                fib.next_hop_count()
             );
+            if foreground {
+                use std::io::Write as _;
+                std::io::stdout().flush()?;
+                wait_for_termination();
+            }
         }
         Command::Dataplane(DataplaneCommand::Detach {
             iface,
@@ -108,4 +127,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Blocks until SIGTERM or SIGINT.
+fn wait_for_termination() {
+    // SAFETY: signal-mask calls on a zeroed sigset; no handler runs.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let mut sig = 0;
+        libc::sigwait(&set, &mut sig);
+    }
 }

@@ -29,6 +29,11 @@ pub fn test() -> Result<()> {
             "warnings",
         ],
     )?;
+    // Integration tests run the bgp-ctl binary itself (e.g. to SIGKILL and restart it).
+    step(
+        "binaries",
+        &["build", "--workspace", "--exclude", "xdp-fwd", "--bins"],
+    )?;
     step(
         "tests",
         &[
