@@ -579,3 +579,115 @@ mod checksum_property {
         assert!(forwarded > 500, "only {forwarded} of 2000 frames forwarded");
     }
 }
+
+#[test]
+fn bpftool_shows_named_fields_for_every_map() -> anyhow::Result<()> {
+    let mut rig = rig()?;
+    // Rewrite one next hop three times: the third write reuses a retired slot, which
+    // waits for an RCU grace period through `rcu_barrier` (so that map has an entry).
+    let key = NextHopKey::Local;
+    for mtu in [1, 2, 3] {
+        rig.fib.set_next_hop(
+            key,
+            NextHop {
+                kind: xdp_fwd_common::NH_LOCAL,
+                mtu,
+                ..Default::default()
+            },
+        )?;
+    }
+    assert!(rig.fib.ops().barriers >= 1, "a grace period was waited for");
+    let expect: &[(&str, &[&str])] = &[
+        ("routes_v4", &["\"prefix_len\"", "\"addr\"", "\"group\""]),
+        ("routes_v6", &["\"prefix_len\"", "\"addr\"", "\"group\""]),
+        ("hosts_v4", &["\"addr\"", "\"group\"", "\"flags\""]),
+        ("hosts_v6", &["\"addr\"", "\"group\""]),
+        ("group_refs", &["\"slot\""]),
+        ("groups", &["\"n_members\"", "\"members\"", "\"buckets\""]),
+        ("next_hop_refs", &["\"slot\""]),
+        (
+            "next_hops",
+            &[
+                "\"kind\"",
+                "\"ifindex\"",
+                "\"mtu\"",
+                "\"src_mac\"",
+                "\"dst_mac\"",
+            ],
+        ),
+        ("next_hop_keys", &["\"kind\"", "\"ifindex\"", "\"addr\""]),
+        (
+            "counters",
+            &[
+                "\"rx\"",
+                "\"forwarded\"",
+                "\"pass_no_route\"",
+                "\"drop_blackhole\"",
+            ],
+        ),
+        ("config", &["\"layout_version\"", "\"hash_seed\""]),
+    ];
+    // Every map but the two whose values are kernel objects: the kernel refuses BTF on
+    // device maps and maps of maps (their ops set `map_check_btf = map_check_no_btf`),
+    // so they dump as hex whatever we declare. The egress ifindex also shows by name in
+    // `next_hops`; `rcu_barrier` holds nothing but a placeholder.
+    assert_eq!(
+        expect.len() + 2,
+        xdp_fwd_common::map_name::ALL.len(),
+        "every map is checked"
+    );
+    for (map, kind) in [
+        ("egress_ifs", "devmap_hash"),
+        ("rcu_barrier", "array_of_maps"),
+    ] {
+        let pin = rig._pins.path().join(map);
+        let show = lab::run("bpftool", &["map", "show", "pinned", pin.to_str().unwrap()])?;
+        assert!(
+            show.contains(kind) && !show.contains("btf_id"),
+            "{map}: {show}"
+        );
+    }
+    let egress = rig._pins.path().join("egress_ifs");
+    let dump = lab::run(
+        "bpftool",
+        &["-j", "map", "dump", "pinned", egress.to_str().unwrap()],
+    )?;
+    assert!(
+        dump.contains(r#""value":["0x01","0x00","0x00","0x00""#),
+        "egress_ifs holds ifindex 1 (lo): {dump}"
+    );
+    for (map, fields) in expect {
+        let pin = rig._pins.path().join(map);
+        let dump = lab::run(
+            "bpftool",
+            &["-j", "map", "dump", "pinned", pin.to_str().unwrap()],
+        )?;
+        for f in *fields {
+            assert!(
+                dump.contains(f),
+                "{map}: no {f} in {}",
+                &dump[..dump.len().min(400)]
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn maps_of_another_layout_version_are_refused() -> anyhow::Result<()> {
+    use aya::maps::{Array, Map, MapData};
+    let rig = rig()?;
+    let pins = rig._pins.path().to_path_buf();
+    let mut config: Array<MapData, xdp_fwd_common::Config> =
+        Array::try_from(Map::Array(MapData::from_pin(pins.join("config"))?))?;
+    let mut c = config.get(&0, 0)?;
+    assert_eq!(c.layout_version, xdp_fwd_common::LAYOUT_VERSION);
+    c.layout_version += 1;
+    config.set(0, c, 0)?;
+    let err = Dataplane::open(&pins)
+        .err()
+        .expect("a newer layout is refused");
+    let msg = err.to_string();
+    assert!(msg.contains("layout version"), "{msg}");
+    Ok(())
+}
