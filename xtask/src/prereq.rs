@@ -13,15 +13,19 @@ pub fn toolchain() -> String {
 /// The name under which setup links Debian's rustc/cargo (at /usr) into rustup.
 pub const DEBIAN_TOOLCHAIN: &str = "debian";
 
-/// Debian packages: the eBPF toolchain (Debian's rustc 1.96 with its library source, and
-/// LLVM 22 for bpf-linker), and what runs and tests the dataplane and the speaker.
-pub const PACKAGES: &[&str] = &[
+/// Debian packages the build needs: Debian's rustc 1.96 with its library source (the
+/// eBPF toolchain), and LLVM 22 for bpf-linker.
+const BUILD_PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
     "rust-web-src",
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
+];
+
+/// Debian packages that run and test the dataplane and the speaker.
+const RUN_PACKAGES: &[&str] = &[
     "bpftool",
     "iproute2",
     "iputils-ping",
@@ -31,16 +35,6 @@ pub const PACKAGES: &[&str] = &[
     "tcpdump",
     "frr",
     "bird2",
-];
-
-/// Packages the build alone needs (the rest only run and test).
-const BUILD_PACKAGES: &[&str] = &[
-    "rustc-web",
-    "cargo-web",
-    "rust-web-src",
-    "llvm-22-dev",
-    "libpolly-22-dev",
-    "libzstd-dev",
 ];
 
 /// bpf-linker, built against Debian's LLVM 22 (the LLVM of Debian's rustc).
@@ -82,11 +76,10 @@ pub enum Need {
 /// Everything missing for `need`, fastest checks first.
 pub fn missing(need: Need) -> Vec<Missing> {
     let mut out = Vec::new();
-    let pkgs = match need {
-        Need::Build => BUILD_PACKAGES,
-        Need::Everything => PACKAGES,
-    };
-    let absent = missing_packages(pkgs);
+    let mut absent = missing_packages(BUILD_PACKAGES);
+    if need == Need::Everything {
+        absent.extend(missing_packages(RUN_PACKAGES));
+    }
     if !absent.is_empty() {
         out.push(Missing::Packages(absent));
     }
