@@ -100,3 +100,27 @@ fn attach_skb_mode() -> anyhow::Result<()> {
 fn attach_driver_mode() -> anyhow::Result<()> {
     attach_and_inspect(AttachMode::Driver, 1)
 }
+
+#[test]
+fn the_embedded_object_carries_btf_for_the_shared_types() -> anyhow::Result<()> {
+    let path = std::env::temp_dir().join(format!("{}.o", lab::unique_name()));
+    std::fs::write(&path, bgp_ctl::fib::object())?;
+    let dump = lab::run("bpftool", &["btf", "dump", "file", path.to_str().unwrap()]);
+    std::fs::remove_file(&path)?;
+    let dump = dump?;
+    for ty in [
+        "STRUCT 'Route'",
+        "STRUCT 'NextHop'",
+        "STRUCT 'NextHopGroup'",
+        "STRUCT 'NextHopKeyEntry'",
+        "STRUCT 'GroupSlotRef'",
+        "STRUCT 'NextHopSlotRef'",
+        "STRUCT 'Counters'",
+        "STRUCT 'Config'",
+        "STRUCT 'Ipv4Key'",
+        "STRUCT 'Ipv6Key'",
+    ] {
+        assert!(dump.contains(ty), "BTF lacks {ty}");
+    }
+    Ok(())
+}
