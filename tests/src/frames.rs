@@ -17,17 +17,7 @@ pub const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 /// Destination MAC of test frames (the router's uplink, nominally).
 pub const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
-/// The Internet checksum (RFC 1071) of `data`.
-pub fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in data.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+pub use xdp_fwd_common::checksum::internet_checksum as checksum;
 
 /// An IPv4 packet description; `build` makes the frame.
 #[derive(Clone, Debug)]

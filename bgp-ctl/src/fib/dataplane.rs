@@ -120,10 +120,7 @@ impl Dataplane {
             config.set(0, cfg, 0)?;
         }
 
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or(FibError::MissingMap(PROGRAM_NAME))?
-            .try_into()?;
+        let program = xdp_mut(&mut ebpf)?;
         program.load()?;
         Ok(Self { ebpf, pin_dir })
     }
@@ -139,11 +136,7 @@ impl Dataplane {
     /// original mode is kept.
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<(), FibError> {
         let link_pin = link_pin_path(&self.pin_dir, iface);
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or(FibError::MissingMap(PROGRAM_NAME))?
-            .try_into()?;
+        let program = xdp_mut(&mut self.ebpf)?;
         if link_pin.exists() {
             let link = XdpLink::try_from(FdLink::from(PinnedLink::from_pin(&link_pin)?))?;
             program.attach_to_link(link)?;
@@ -163,7 +156,7 @@ impl Dataplane {
         let program: &Xdp = self
             .ebpf
             .program(PROGRAM_NAME)
-            .ok_or(FibError::MissingMap(PROGRAM_NAME))?
+            .ok_or(FibError::MissingProgram(PROGRAM_NAME))?
             .try_into()?;
         // Room for a frame that grows (it never does today; the kernel checks the size).
         let mut out = vec![0u8; frame.len() + 256];
@@ -203,6 +196,14 @@ impl Dataplane {
             }),
         }
     }
+}
+
+/// The object's XDP program.
+fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, FibError> {
+    Ok(ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or(FibError::MissingProgram(PROGRAM_NAME))?
+        .try_into()?)
 }
 
 /// `<pin_dir>/link_<iface>`; bpffs refuses '.' in names, and ':' never occurs in an

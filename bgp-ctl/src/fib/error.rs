@@ -23,6 +23,9 @@ pub enum FibError {
     /// A map the object should define is missing.
     #[error("the XDP object has no map `{0}`")]
     MissingMap(&'static str),
+    /// The object has no XDP program of the expected name.
+    #[error("the XDP object has no program `{0}`")]
+    MissingProgram(&'static str),
     /// A table is full.
     #[error("the dataplane has no room for more {0}")]
     Full(&'static str),

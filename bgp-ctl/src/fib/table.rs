@@ -248,33 +248,28 @@ impl Fib {
     /// Defines or updates a next hop. Updating rewrites that one entry (atomically for
     /// packets), and every route through it follows.
     pub fn set_next_hop(&mut self, key: NextHopKey, value: NextHop) -> Result<(), FibError> {
+        let existing = self.next_hop_ids.get(&key).copied();
+        let old = existing.map(|id| self.next_hops[&id].value);
+        if old == Some(value) {
+            return Ok(());
+        }
         if value.kind == NH_FORWARD {
             // The egress must be redirectable before any packet can pick this next hop.
             self.egress_ref(value.ifindex)?;
         }
-        let id = match self.next_hop_ids.get(&key) {
-            Some(&id) => {
-                let old = self.next_hops[&id].value;
-                if old == value {
-                    if value.kind == NH_FORWARD {
-                        self.egress_unref(value.ifindex)?;
-                    }
-                    return Ok(());
-                }
-                self.write_next_hop(id, &value)?;
-                if old.kind == NH_FORWARD {
-                    self.egress_unref(old.ifindex)?;
-                }
-                id
-            }
+        let id = match existing {
+            Some(id) => id,
             None => {
                 let id = self.nh_ids.alloc("next hops")?;
                 self.maps.write_next_hop_key(id, &key.to_entry())?;
-                self.write_next_hop(id, &value)?;
-                self.next_hop_ids.insert(key, id);
                 id
             }
         };
+        self.write_next_hop(id, &value)?;
+        self.next_hop_ids.insert(key, id);
+        if let Some(old) = old.filter(|o| o.kind == NH_FORWARD) {
+            self.egress_unref(old.ifindex)?;
+        }
         self.next_hops.insert(
             id,
             NextHopEntry {
