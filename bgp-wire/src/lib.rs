@@ -1,0 +1,35 @@
+//! The BGP-4 wire codec: typed messages, path attributes, capabilities and error codes.
+//!
+//! This crate depends on nothing else of the project: it turns bytes into typed values and
+//! back. Decoding of UPDATEs classifies malformed attributes as RFC 7606 assigns
+//! (treat-as-withdraw, attribute discard or session reset); a session reset comes back as
+//! the [`Notification`] to send.
+
+pub mod as_path;
+pub mod attribute;
+pub mod capability;
+pub mod community;
+pub mod family;
+pub mod message;
+pub mod notification;
+pub mod open;
+pub mod route_refresh;
+pub mod update;
+
+pub use as_path::{AsPath, AsSegment, SegmentType};
+pub use attribute::{
+    Aggregator, AttributeFlags, AttributeType, Origin, PathAttributes, RawAttribute,
+};
+pub use capability::{Capability, CapabilityCode, GracefulRestart, GracefulRestartFamily};
+pub use community::{Community, LargeCommunity};
+pub use family::{Afi, Family, Safi};
+pub use message::{CodecContext, Message, MessageType};
+pub use notification::{
+    CeaseSubcode, HeaderSubcode, Notification, NotificationCode, OpenSubcode, UpdateSubcode,
+};
+pub use open::Open;
+pub use route_refresh::{RouteRefresh, RouteRefreshSubtype};
+pub use update::{AttributeIssue, MpNextHop, MpReach, MpUnreach, RfcAction, Update};
+
+/// AS_TRANS (RFC 6793): stands in for a 4-octet AS number towards a 2-octet speaker.
+pub const AS_TRANS: u16 = 23456;
