@@ -397,12 +397,7 @@ impl Fsm {
                         NotificationCode::Cease(CeaseSubcode::MaximumPrefixesReached),
                         data,
                     ));
-                    let after = match self
-                        .config
-                        .max_prefix
-                        .get(&family)
-                        .and_then(|m| m.restart_after)
-                    {
+                    let after = match self.config.max_prefix.and_then(|m| m.restart_after) {
                         Some(d) => After::Hold(d),
                         None => After::Disabled,
                     };

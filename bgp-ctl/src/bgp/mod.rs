@@ -8,4 +8,5 @@
 pub mod fsm;
 pub mod negotiation;
 pub mod peer_config;
+pub mod socket;
 pub mod timers;

@@ -2,7 +2,6 @@
 //! timers and capabilities to use. Plain data, checked once by [`PeerConfig::validate`].
 
 use std::{
-    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr},
     time::Duration,
 };
@@ -50,7 +49,8 @@ impl RemoteAs {
     }
 }
 
-/// Maximum-prefix limit for one family (RFC 4486 Cease subcode 1 when exceeded).
+/// Maximum-prefix limit of a peer (RFC 4486 Cease subcode 1 when exceeded); the speaker
+/// counts accepted prefixes and asks the session to tear down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MaxPrefix {
     /// Accepted prefixes above which the session is torn down.
@@ -101,8 +101,8 @@ pub struct PeerConfig {
     /// The graceful restart capability to send (RFC 4724): advertising it makes us a
     /// helper for a peer that also sends it. `None`: not advertised.
     pub graceful_restart: Option<GracefulRestart>,
-    /// Maximum-prefix limits by family.
-    pub max_prefix: BTreeMap<Family, MaxPrefix>,
+    /// Maximum-prefix limit.
+    pub max_prefix: Option<MaxPrefix>,
 }
 
 impl PeerConfig {
@@ -123,7 +123,7 @@ impl PeerConfig {
             families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
             extended_message: true,
             graceful_restart: None,
-            max_prefix: BTreeMap::new(),
+            max_prefix: None,
         }
     }
 
@@ -190,12 +190,10 @@ impl PeerConfig {
         if self.families.is_empty() {
             return Err(ConfigError::NoFamily);
         }
-        if let Some((family, _)) = self
-            .max_prefix
-            .iter()
-            .find(|(_, m)| m.limit == 0 || m.warning_threshold_pct > 100)
+        if let Some(m) = self.max_prefix
+            && (m.limit == 0 || m.warning_threshold_pct > 100)
         {
-            return Err(ConfigError::MaxPrefix(*family));
+            return Err(ConfigError::MaxPrefix);
         }
         if let (Some(local), remote) = (self.local_addr, self.remote_addr)
             && local.is_ipv4() != remote.is_ipv4()
@@ -253,8 +251,8 @@ pub enum ConfigError {
     #[error("at least one address family must be enabled")]
     NoFamily,
     /// A max-prefix limit of 0 or a threshold above 100 %.
-    #[error("max-prefix for {0}: the limit must be positive and the threshold at most 100 %")]
-    MaxPrefix(Family),
+    #[error("max-prefix: the limit must be positive and the threshold at most 100 %")]
+    MaxPrefix,
     /// Source address of another family than the peer's.
     #[error("local address {local} and remote address {remote} are of different families")]
     AddressFamilyMismatch {
@@ -321,18 +319,12 @@ mod tests {
             Err(ConfigError::AddressFamilyMismatch { .. })
         ));
         let mut p = base;
-        p.max_prefix.insert(
-            Family::IPV4_UNICAST,
-            MaxPrefix {
-                limit: 0,
-                warning_threshold_pct: 80,
-                restart_after: None,
-            },
-        );
-        assert_eq!(
-            p.validate(),
-            Err(ConfigError::MaxPrefix(Family::IPV4_UNICAST))
-        );
+        p.max_prefix = Some(MaxPrefix {
+            limit: 0,
+            warning_threshold_pct: 80,
+            restart_after: None,
+        });
+        assert_eq!(p.validate(), Err(ConfigError::MaxPrefix));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The FSM driven by events alone: every state's main transitions, timers, collisions,
 //! hold negotiation, refused OPENs, admin actions, damping.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use bgp_wire::{Capability, GracefulRestart, OpenSubcode};
 
@@ -721,14 +721,11 @@ fn max_prefix_sends_afi_safi_limit_and_restarts_only_if_configured() {
     assert!(!fsm.enabled(), "no restart configured: stays down");
 
     let mut cfg = config();
-    cfg.max_prefix = BTreeMap::from([(
-        family,
-        MaxPrefix {
-            limit: 100,
-            warning_threshold_pct: 90,
-            restart_after: Some(secs(30)),
-        },
-    )]);
+    cfg.max_prefix = Some(MaxPrefix {
+        limit: 100,
+        warning_threshold_pct: 90,
+        restart_after: Some(secs(30)),
+    });
     let mut fsm = fsm_with(cfg);
     established(&mut fsm);
     let a = fsm.handle(Event::MaxPrefixExceeded { family, limit: 100 });
