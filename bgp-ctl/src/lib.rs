@@ -4,4 +4,5 @@
 //! policy, the FIB programmer and the dataplane maps ([`fib`]); the daemon, control API
 //! and CLI sit on top.
 
+pub mod config;
 pub mod fib;
