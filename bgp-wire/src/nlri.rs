@@ -158,7 +158,7 @@ mod tests {
             ]
         );
         v.clear();
-        decode_ipv4(&[9, 10, 255], &mut v).unwrap();
+        decode_ipv4(&[9, 10, 127], &mut v).unwrap();
         assert_eq!(v, vec!["10.0.0.0/9".parse::<Ipv4Net>().unwrap()]);
         assert_eq!(
             decode_ipv4(&[33, 1, 2, 3, 4, 5], &mut v),
