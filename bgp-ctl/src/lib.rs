@@ -4,5 +4,7 @@
 //! policy, the FIB programmer and the dataplane maps ([`fib`]); the daemon, control API
 //! and CLI sit on top.
 
+pub mod api;
 pub mod bgp;
+pub mod config;
 pub mod fib;

@@ -506,7 +506,7 @@ impl Fsm {
     fn hard_reset(&self, cease: Notification) -> Notification {
         match self.established() {
             Some((_, n)) if n.graceful_notification => {
-                let (code, subcode) = code_octets(cease.code);
+                let (code, subcode) = cease.code.code();
                 let mut data = Vec::with_capacity(2 + cease.data.len());
                 data.extend_from_slice(&[code, subcode]);
                 data.extend_from_slice(&cease.data);
@@ -970,75 +970,6 @@ impl Fsm {
 
 fn secs(s: u16) -> Duration {
     Duration::from_secs(u64::from(s))
-}
-
-/// Wire code and subcode of a NOTIFICATION (for the data of a Hard Reset).
-pub fn code_octets(code: NotificationCode) -> (u8, u8) {
-    use bgp_wire::{HeaderSubcode as H, OpenSubcode as O, UpdateSubcode as U};
-    match code {
-        NotificationCode::MessageHeader(s) => (
-            1,
-            match s {
-                H::Unspecific => 0,
-                H::ConnectionNotSynchronized => 1,
-                H::BadMessageLength => 2,
-                H::BadMessageType => 3,
-                H::Other(v) => v,
-            },
-        ),
-        NotificationCode::OpenMessage(s) => (
-            2,
-            match s {
-                O::Unspecific => 0,
-                O::UnsupportedVersionNumber => 1,
-                O::BadPeerAs => 2,
-                O::BadBgpIdentifier => 3,
-                O::UnsupportedOptionalParameter => 4,
-                O::UnacceptableHoldTime => 6,
-                O::UnsupportedCapability => 7,
-                O::RoleMismatch => 11,
-                O::Other(v) => v,
-            },
-        ),
-        NotificationCode::UpdateMessage(s) => (
-            3,
-            match s {
-                U::Unspecific => 0,
-                U::MalformedAttributeList => 1,
-                U::UnrecognizedWellKnownAttribute => 2,
-                U::MissingWellKnownAttribute => 3,
-                U::AttributeFlagsError => 4,
-                U::AttributeLengthError => 5,
-                U::InvalidOriginAttribute => 6,
-                U::InvalidNextHopAttribute => 8,
-                U::OptionalAttributeError => 9,
-                U::InvalidNetworkField => 10,
-                U::MalformedAsPath => 11,
-                U::Other(v) => v,
-            },
-        ),
-        NotificationCode::HoldTimerExpired => (4, 0),
-        NotificationCode::FsmError(s) => (5, s),
-        NotificationCode::Cease(s) => (
-            6,
-            match s {
-                CeaseSubcode::Unspecific => 0,
-                CeaseSubcode::MaximumPrefixesReached => 1,
-                CeaseSubcode::AdministrativeShutdown => 2,
-                CeaseSubcode::PeerDeconfigured => 3,
-                CeaseSubcode::AdministrativeReset => 4,
-                CeaseSubcode::ConnectionRejected => 5,
-                CeaseSubcode::OtherConfigurationChange => 6,
-                CeaseSubcode::ConnectionCollisionResolution => 7,
-                CeaseSubcode::OutOfResources => 8,
-                CeaseSubcode::HardReset => 9,
-                CeaseSubcode::BfdDown => 10,
-                CeaseSubcode::Other(v) => v,
-            },
-        ),
-        NotificationCode::RouteRefresh(s) => (7, s),
-        NotificationCode::Other { code, subcode } => (code, subcode),
-    }
 }
 
 #[cfg(test)]

@@ -56,10 +56,7 @@ pub struct Negotiated {
 impl Negotiated {
     /// The codec settings of this session.
     pub fn codec_context(&self) -> CodecContext {
-        CodecContext {
-            four_octet_as: self.four_octet_as,
-            extended_message: self.extended_message,
-        }
+        CodecContext::new(self.four_octet_as, self.extended_message, self.ebgp)
     }
 
     /// Whether graceful restart applies to this session: both sides sent the capability,
@@ -302,13 +299,7 @@ mod tests {
         assert!(!n.enhanced_route_refresh);
         assert_eq!(n.peer_graceful_restart, Some(gr));
         assert!(!n.graceful_restart(), "we did not advertise GR");
-        assert_eq!(
-            n.codec_context(),
-            CodecContext {
-                four_octet_as: true,
-                extended_message: true
-            }
-        );
+        assert_eq!(n.codec_context(), CodecContext::new(true, true, true));
     }
 
     #[test]
