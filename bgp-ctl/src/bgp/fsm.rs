@@ -231,6 +231,17 @@ pub enum DownReason {
     PeerRestarted,
 }
 
+impl std::fmt::Display for DownReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownReason::Sent(n) => write!(f, "sent NOTIFICATION {n}"),
+            DownReason::Received(n) => write!(f, "received NOTIFICATION {n}"),
+            DownReason::ConnectionLost(why) => write!(f, "connection lost: {why}"),
+            DownReason::PeerRestarted => f.write_str("the peer restarted (graceful restart)"),
+        }
+    }
+}
+
 /// A peer that went down.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DownInfo {

@@ -558,7 +558,12 @@ impl SessionTask {
                     peer_as = negotiated.peer_as,
                     peer_id = %negotiated.peer_id,
                     hold = negotiated.hold_time,
-                    families = ?negotiated.families,
+                    families = %negotiated
+                        .families
+                        .iter()
+                        .map(Family::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
                     "session established"
                 );
                 self.stats.established(negotiated.clone());
@@ -570,7 +575,7 @@ impl SessionTask {
                 });
             }
             Action::Down(info) => {
-                info!(peer = %self.peer, reason = ?info.reason, was_established = info.was_established, "session down");
+                info!(peer = %self.peer, reason = %info.reason, was_established = info.was_established, "session down");
                 self.stats.down(info.was_established);
                 self.pending.push_back(SessionEvent::Down {
                     peer: self.peer,
