@@ -437,6 +437,24 @@ async fn admin_shutdown_sends_the_communication_and_refuses_reconnection() {
 }
 
 #[tokio::test]
+async fn admin_reset_sends_its_communication_and_reconnects() {
+    let mut rig = Rig::new(|_| {}, 16).await;
+    let (mut p, _) = rig.established().await;
+    rig.handle.reset("policy change", false).await.unwrap();
+    let n = p.expect_notification().await;
+    assert_eq!(
+        n.code,
+        NotificationCode::Cease(CeaseSubcode::AdministrativeReset)
+    );
+    assert_eq!(n.shutdown_communication(), Some("policy change"));
+    assert!(matches!(rig.event().await, SessionEvent::Down { .. }));
+    assert!(rig.handle.stats().enabled);
+    // Back after the initial idle hold.
+    let (_p, _) = rig.established().await;
+    assert_eq!(rig.handle.stats().flaps, 1);
+}
+
+#[tokio::test]
 async fn max_prefix_teardown_carries_afi_safi_and_limit() {
     let mut rig = Rig::new(|_| {}, 16).await;
     let (mut p, _) = rig.established().await;
