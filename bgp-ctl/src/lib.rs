@@ -5,5 +5,6 @@
 //! and CLI sit on top.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod fib;
