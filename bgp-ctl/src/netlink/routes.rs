@@ -250,7 +250,7 @@ impl PodRouteTable {
         out: &mut Vec<Event<PodRoute>>,
     ) {
         match (classify(message, &self.config), new) {
-            (Classified::Outside, _) => return,
+            (Classified::Outside, _) => {}
             (Classified::Pod { key, ifindex }, true) => {
                 self.routes.insert(key, ifindex);
                 self.refresh(key.prefix, out);
