@@ -465,6 +465,7 @@ fn neighbors_are_followed_and_resolved_on_request() -> Result<()> {
         assert!(shown.contains("managed"), "not a managed entry: {shown}");
 
         // Nobody answers: an entry without a MAC.
+        let asked = Instant::now();
         resolver.request_resolution(h0, addr("192.0.2.77")).await?;
         let event = wait_for(
             &mut watch,
@@ -473,6 +474,11 @@ fn neighbors_are_followed_and_resolved_on_request() -> Result<()> {
         )
         .await?;
         let n = updated(event)?;
+        println!(
+            "unanswered request: {:?} after {:?}",
+            n.state,
+            asked.elapsed()
+        );
         assert_eq!(n.mac, None);
         assert!(
             matches!(
@@ -497,6 +503,15 @@ fn neighbors_are_followed_and_resolved_on_request() -> Result<()> {
             bail!("unreachable")
         };
         assert_eq!((n.ifindex, n.addr), (h0, addr("192.0.2.50")));
+
+        // The interface goes down: the kernel flushes its entries, and says so.
+        ip(&node, "link set h0 down")?;
+        wait_for(
+            &mut watch,
+            "removal on link down",
+            |e| matches!(e, Event::Removed(n) if n.ifindex == h0 && n.addr == addr("192.0.2.2")),
+        )
+        .await?;
         Ok(())
     })
 }
@@ -728,6 +743,95 @@ fn kernel_fib_installs_replaces_and_flushes_only_our_routes() -> Result<()> {
             "{rest}"
         );
         assert_eq!(fib.routes().await?, vec![]);
+        Ok(())
+    })
+}
+
+/// The FIB programmer's way to a local pod's MAC: a pod route names the host-side veth,
+/// and a resolution request for the pod IP on it brings the pod's MAC. Calico-style:
+/// the host side has no address, the pod has a /32 (and a /128) and a link-local
+/// default gateway.
+#[test]
+fn a_pod_mac_is_resolved_on_the_veth_its_route_names() -> Result<()> {
+    lab::require_root()?;
+    lab::sweep_stale();
+    let (node, pod) = (Netns::new()?, Netns::new()?);
+    lab::veth(&node, "cali1a2b", &pod, "eth0")?;
+    let cali = node.link("cali1a2b")?.ifindex;
+    let pod_mac = pod.link("eth0")?.mac;
+    // The node's own address, which its ARP requests carry as sender.
+    node.ip(&["addr", "add", "192.0.2.10/32", "dev", "lo"])?;
+    pod.ip(&["addr", "add", "10.244.1.5/32", "dev", "eth0"])?;
+    pod.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "fd00:10:244::5/128",
+        "dev",
+        "eth0",
+        "nodad",
+    ])?;
+    pod.ip(&[
+        "route",
+        "add",
+        "169.254.1.1",
+        "dev",
+        "eth0",
+        "scope",
+        "link",
+    ])?;
+    pod.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "169.254.1.1",
+        "dev",
+        "eth0",
+    ])?;
+    for ns in [&node, &pod] {
+        let started = Instant::now();
+        while !ns
+            .ip(&["-6", "addr", "show", "tentative"])?
+            .trim()
+            .is_empty()
+        {
+            ensure!(
+                started.elapsed() < PATIENCE,
+                "DAD never finished in {}",
+                ns.name()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    in_netns(&node, || async {
+        let mut routes = watch_pod_routes(cidrs(), &WatchOptions::default())?;
+        let mut neighbors = watch_neighbors(&WatchOptions::default())?;
+        let mut resolver = NeighborResolver::new()?;
+        until_synced(&mut routes).await?;
+        until_synced(&mut neighbors).await?;
+        // The CNI's routes.
+        ip(&node, "route add 10.244.1.5/32 dev cali1a2b scope link")?;
+        ip(&node, "-6 route add fd00:10:244::5/128 dev cali1a2b")?;
+        for _ in 0..2 {
+            let route = updated(next(&mut routes).await?)?;
+            assert_eq!((route.ifindex, route.ifname.as_str()), (cali, "cali1a2b"));
+            let pod_ip = route.prefix.addr();
+            let asked = Instant::now();
+            resolver.request_resolution(route.ifindex, pod_ip).await?;
+            let n = updated(
+                wait_for(&mut neighbors, "pod MAC", |e| {
+                    matches!(e, Event::Added(n) | Event::Changed(n)
+                        if n.ifindex == cali && n.addr == pod_ip && n.mac.is_some())
+                })
+                .await?,
+            )?;
+            println!(
+                "pod {pod_ip}: MAC resolved {:?} after the request",
+                asked.elapsed()
+            );
+            assert_eq!(n.mac, Some(pod_mac), "{pod_ip}");
+        }
         Ok(())
     })
 }

@@ -39,6 +39,9 @@ pub enum NetlinkError {
         /// What came back instead.
         what: String,
     },
+    /// Called outside a tokio runtime.
+    #[error("netlink sockets must be opened within a tokio runtime")]
+    NoRuntime,
     /// A route, next hop or neighbor we were asked to write is not expressible.
     #[error("invalid request: {0}")]
     Invalid(String),

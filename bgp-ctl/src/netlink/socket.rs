@@ -54,6 +54,7 @@ pub(crate) struct NetlinkSocket {
 impl NetlinkSocket {
     /// A socket for requests and dumps: strict dump filtering, extended and capped acks.
     pub fn requests() -> Result<Self, NetlinkError> {
+        require_runtime()?;
         let mut socket = TokioSocket::new(NETLINK_ROUTE)
             .map_err(|e| NetlinkError::socket("socket(NETLINK_ROUTE)", e))?;
         let sock = socket.socket_mut();
@@ -76,6 +77,7 @@ impl NetlinkSocket {
     /// A socket that receives the notifications of `groups` (`RTNLGRP_*` numbers), with a
     /// receive buffer of `receive_buffer` bytes (forced past `rmem_max` when allowed).
     pub fn subscribe(groups: &[u32], receive_buffer: usize) -> Result<Self, NetlinkError> {
+        require_runtime()?;
         let mut socket = TokioSocket::new(NETLINK_ROUTE)
             .map_err(|e| NetlinkError::socket("socket(NETLINK_ROUTE)", e))?;
         let sock = socket.socket_mut();
@@ -136,6 +138,14 @@ impl NetlinkSocket {
                     interrupted |= header.flags & NLM_F_DUMP_INTR != 0;
                     match payload {
                         NetlinkPayload::InnerMessage(m) => out.push(m),
+                        // A dump that fails part-way ends with the errno in its DONE.
+                        NetlinkPayload::Done(done) if done.code < 0 => {
+                            return Err(NetlinkError::Kernel {
+                                request: format!("{what} dump"),
+                                source: io::Error::from_raw_os_error(done.code.saturating_neg()),
+                                detail: None,
+                            });
+                        }
                         NetlinkPayload::Done(_) => break 'datagrams,
                         NetlinkPayload::Error(e) => {
                             return Err(kernel_error(format!("{what} dump"), &e));
@@ -277,6 +287,13 @@ impl NetlinkSocket {
     }
 }
 
+/// tokio's socket registration panics outside a runtime: say so as an error instead.
+fn require_runtime() -> Result<(), NetlinkError> {
+    tokio::runtime::Handle::try_current()
+        .map(|_| ())
+        .map_err(|_| NetlinkError::NoRuntime)
+}
+
 /// Splits a datagram into messages. A message that does not decode is logged and
 /// skipped; a malformed length ends the datagram (nothing after it can be framed).
 fn decode(datagram: &[u8]) -> Vec<(NetlinkHeader, NetlinkPayload<RouteNetlinkMessage>)> {
@@ -386,6 +403,14 @@ mod tests {
         payload.extend_from_slice(b"short");
         assert_eq!(extended_ack_message(&payload), None);
         assert_eq!(extended_ack_message(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn sockets_outside_a_runtime_are_an_error_not_a_panic() {
+        assert!(matches!(
+            NetlinkSocket::requests(),
+            Err(NetlinkError::NoRuntime)
+        ));
     }
 
     #[test]
