@@ -396,6 +396,48 @@ fn an_overrun_is_repaired_by_a_redump_reporting_the_difference() -> Result<()> {
     })
 }
 
+/// Our own routes (a full table, when the kernel FIB writer is on) never reach the
+/// pod-route watcher's socket: a burst of them cannot overrun it.
+#[test]
+fn our_own_route_churn_is_filtered_in_the_kernel() -> Result<()> {
+    let Lab { node, pod: _pod } = lab()?;
+    let h0 = node.link("h0")?.ifindex;
+    let script: String = (0..3000u32)
+        .map(|i| {
+            format!(
+                "route add 10.244.{}.{}/32 dev h0 proto 200\n",
+                100 + i / 250,
+                1 + i % 250
+            )
+        })
+        .collect();
+    let path = std::env::temp_dir().join(format!("{}.batch", lab::unique_name()));
+    std::fs::write(&path, script)?;
+    let result = in_netns(&node, || async {
+        let options = WatchOptions {
+            receive_buffer: 16 * 1024,
+            channel: 64,
+        };
+        let mut watch = watch_pod_routes(cidrs(), &options)?;
+        assert_eq!(until_synced(&mut watch).await?, vec![]);
+        // The runtime is blocked: nothing reads while the burst and the sentinel land.
+        node.ip(&["-batch", &path.to_string_lossy()])?;
+        ip(&node, "route add 10.244.1.99/32 dev h0")?;
+        let mut events = Vec::new();
+        while let Ok(event) = tokio::time::timeout(Duration::from_millis(500), watch.next()).await {
+            events.push(event.ok_or_else(|| anyhow!("watcher stopped"))??);
+        }
+        assert_eq!(
+            events,
+            vec![Event::Added(pod_route("10.244.1.99/32", h0, "h0"))],
+            "a re-dump (Synced) means our routes overran the socket"
+        );
+        Ok(())
+    });
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
 #[test]
 fn neighbors_are_followed_and_resolved_on_request() -> Result<()> {
     let Lab { node, pod } = lab()?;

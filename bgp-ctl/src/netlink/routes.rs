@@ -11,7 +11,10 @@
 //!   multicast: Calico's per-block blackhole is an aggregate, not a pod);
 //! - through a device only: no gateway, no `via`, no multipath, not dead, no
 //!   source-specific (IPv6 `from`) part, not a cached clone;
-//! - not installed by us (our protocol number), and not `proto kernel` (the kernel's
+//! - not installed by us (our protocol number: those notifications are dropped by a
+//!   socket filter in the kernel, so a full table of ours cannot flood the watcher;
+//!   our routes use their own metric, so none replaces a pod route in place unseen),
+//!   and not `proto kernel` (the kernel's
 //!   own subnet routes for interface addresses: BIRD's `learn` skips those too unless
 //!   `learn all`, leaving them to `direct`). Any other protocol (boot, static, a CNI's
 //!   own number) is accepted.
@@ -276,6 +279,11 @@ impl KernelTable for PodRouteTable {
     fn groups(&self) -> Vec<u32> {
         // Links on the same socket, so their changes are ordered with the routes'.
         vec![RTNLGRP_LINK, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE]
+    }
+
+    fn ignored_protocol(&self) -> Option<u8> {
+        // Our own kernel FIB may hold a full table: keep its churn out of this socket.
+        Some(self.config.own_protocol)
     }
 
     fn dumps(&self) -> Vec<(&'static str, RouteNetlinkMessage)> {

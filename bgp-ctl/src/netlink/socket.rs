@@ -76,11 +76,20 @@ impl NetlinkSocket {
 
     /// A socket that receives the notifications of `groups` (`RTNLGRP_*` numbers), with a
     /// receive buffer of `receive_buffer` bytes (forced past `rmem_max` when allowed).
-    pub fn subscribe(groups: &[u32], receive_buffer: usize) -> Result<Self, NetlinkError> {
+    /// Route notifications of protocol `drop_protocol` are discarded in the kernel.
+    pub fn subscribe(
+        groups: &[u32],
+        receive_buffer: usize,
+        drop_protocol: Option<u8>,
+    ) -> Result<Self, NetlinkError> {
         require_runtime()?;
         let mut socket = TokioSocket::new(NETLINK_ROUTE)
             .map_err(|e| NetlinkError::socket("socket(NETLINK_ROUTE)", e))?;
         let sock = socket.socket_mut();
+        // Before joining any group, so no unfiltered notification is queued.
+        if let Some(protocol) = drop_protocol {
+            drop_route_protocol(sock.as_raw_fd(), protocol)?;
+        }
         sock.bind(&SocketAddr::new(0, 0))
             .map_err(|e| NetlinkError::socket("bind", e))?;
         set_receive_buffer(sock.as_raw_fd(), receive_buffer)?;
@@ -350,6 +359,56 @@ fn extended_ack_message(payload: &[u8]) -> Option<String> {
         attrs = attrs.get((len + 3) & !3..).unwrap_or_default();
     }
     None
+}
+
+/// Attaches a socket filter that drops `RTM_NEWROUTE`/`RTM_DELROUTE` notifications of
+/// route protocol `protocol` (ours: a large kernel FIB of our own would otherwise flood
+/// and overrun the pod-route watcher with routes it ignores). One notification is one
+/// datagram, so the filter sees exactly one message.
+fn drop_route_protocol(fd: i32, protocol: u8) -> Result<(), NetlinkError> {
+    use libc::{BPF_ABS, BPF_B, BPF_H, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, sock_filter};
+    const RTM_NEWROUTE: u16 = 24;
+    const RTM_DELROUTE: u16 = 25;
+    // `nlmsg_type` is in host order; BPF half-word loads read network order.
+    let as_loaded = |t: u16| u32::from(u16::from_be_bytes(t.to_ne_bytes()));
+    let op = |code: u32, jt: u8, jf: u8, k: u32| sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let mut program = [
+        op(BPF_LD | BPF_H | BPF_ABS, 0, 0, 4),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 2, 0, as_loaded(RTM_NEWROUTE)),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, as_loaded(RTM_DELROUTE)),
+        op(BPF_RET | BPF_K, 0, 0, u32::MAX),
+        // rtm_protocol: nlmsghdr (16 bytes) + family, dst_len, src_len, tos, table.
+        op(BPF_LD | BPF_B | BPF_ABS, 0, 0, 21),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, u32::from(protocol)),
+        op(BPF_RET | BPF_K, 0, 0, 0),
+        op(BPF_RET | BPF_K, 0, 0, u32::MAX),
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: a valid fd; the kernel copies the program during the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(NetlinkError::socket(
+            "SO_ATTACH_FILTER",
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 /// Sets the receive buffer: `SO_RCVBUFFORCE` (root) goes past `net.core.rmem_max`;

@@ -115,6 +115,10 @@ pub(crate) trait KernelTable: Send + 'static {
     const NAME: &'static str;
     /// The `RTNLGRP_*` multicast groups to follow.
     fn groups(&self) -> Vec<u32>;
+    /// A route protocol whose route notifications the kernel should not even deliver.
+    fn ignored_protocol(&self) -> Option<u8> {
+        None
+    }
     /// The dump requests that together list the table, in the order to apply them.
     fn dumps(&self) -> Vec<(&'static str, RouteNetlinkMessage)>;
     /// Rebuilds the table from the messages of all dumps, reporting the differences.
@@ -152,7 +156,8 @@ pub(crate) fn start<T: KernelTable>(
     options: &WatchOptions,
 ) -> Result<Watch<T::Item>, NetlinkError> {
     let groups = table.groups();
-    let subscription = NetlinkSocket::subscribe(&groups, options.receive_buffer)?;
+    let ignored = table.ignored_protocol();
+    let subscription = NetlinkSocket::subscribe(&groups, options.receive_buffer, ignored)?;
     let requests = NetlinkSocket::requests()?;
     let (tx, events) = mpsc::channel(options.channel.max(1));
     let receive_buffer = options.receive_buffer;
@@ -194,7 +199,8 @@ async fn run<T: KernelTable>(
                     T::NAME
                 );
                 // New subscription first, so nothing after the dump is missed.
-                subscription = NetlinkSocket::subscribe(&groups, receive_buffer)?;
+                subscription =
+                    NetlinkSocket::subscribe(&groups, receive_buffer, table.ignored_protocol())?;
                 load(&mut table, &mut requests, &mut out).await?;
             }
         }
