@@ -14,10 +14,10 @@
 //! - not installed by us (our protocol number: those notifications are dropped by a
 //!   socket filter in the kernel, so a full table of ours cannot flood the watcher;
 //!   our routes use their own metric, so none replaces a pod route in place unseen),
-//!   and not `proto kernel` (the kernel's
-//!   own subnet routes for interface addresses: BIRD's `learn` skips those too unless
-//!   `learn all`, leaving them to `direct`). Any other protocol (boot, static, a CNI's
-//!   own number) is accepted.
+//!   and not `proto kernel` (the kernel's own subnet routes for interface addresses:
+//!   BIRD's `learn` skips those too unless `learn all`, leaving them to `direct`).
+//!   Any other protocol (boot, static, a CNI's own number) is accepted, `unspec` too
+//!   (BIRD skips it; a CNI writing raw netlink may leave it at 0).
 //!
 //! When several such routes share a prefix (different metrics), the lowest metric
 //! wins, as in the kernel. The kernel removes IPv4 routes of a device that goes down
