@@ -877,3 +877,45 @@ fn a_pod_mac_is_resolved_on_the_veth_its_route_names() -> Result<()> {
         Ok(())
     })
 }
+
+/// `ip route get`: a connected next hop resolves to its interface, one behind a gateway
+/// to the interface and the gateway, an unroutable one to nothing.
+#[test]
+fn route_lookup_gives_egress_and_gateway() -> Result<()> {
+    let lab = lab()?;
+    lab.node
+        .ip(&["route", "add", "203.0.113.0/24", "via", "198.51.100.2"])?;
+    lab.node.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:9::/48",
+        "via",
+        "2001:db8::2",
+    ])?;
+    let (h0, h1) = (lab.node.link("h0")?.ifindex, lab.node.link("h1")?.ifindex);
+    in_netns(&lab.node, || async move {
+        let mut lookup = bgp_ctl::netlink::RouteLookup::new()?;
+        let v4 = |s: &str| s.parse::<IpAddr>().unwrap();
+        let connected = lookup.egress(v4("192.0.2.2")).await?.context("connected")?;
+        ensure!(
+            connected.ifindex == h0 && connected.gateway.is_none(),
+            "{connected:?}"
+        );
+        let routed = lookup.egress(v4("203.0.113.9")).await?.context("routed")?;
+        ensure!(routed.ifindex == h1, "{routed:?}");
+        ensure!(routed.gateway == Some(v4("198.51.100.2")), "{routed:?}");
+        ensure!(routed.neighbor(v4("203.0.113.9")) == v4("198.51.100.2"));
+        let routed6 = lookup
+            .egress(v4("2001:db8:9::1"))
+            .await?
+            .context("routed v6")?;
+        ensure!(
+            routed6.ifindex == h0 && routed6.gateway == Some(v4("2001:db8::2")),
+            "{routed6:?}"
+        );
+        let none = lookup.egress(v4("10.99.0.1")).await?;
+        ensure!(none.is_none(), "no default route, yet {none:?}");
+        Ok(())
+    })
+}

@@ -16,6 +16,7 @@ mod error;
 pub mod kernel_fib;
 pub mod links;
 pub mod neighbors;
+pub mod route_lookup;
 pub mod routes;
 mod socket;
 mod watch;
@@ -24,6 +25,7 @@ pub use error::NetlinkError;
 pub use kernel_fib::{FibChange, KernelFib, KernelFibConfig, KernelNextHop, KernelRoute};
 pub use links::{Link, OperState, watch_links};
 pub use neighbors::{Neighbor, NeighborResolver, NeighborState, watch_neighbors};
+pub use route_lookup::{Egress, RouteLookup};
 pub use routes::{PodRoute, PodRouteConfig, RT_TABLE_MAIN, watch_pod_routes};
 pub use watch::{Event, Watch, WatchOptions};
 

@@ -268,6 +268,35 @@ impl NetlinkSocket {
             .collect())
     }
 
+    /// Sends one get request (no dump) and returns the kernel's single answer.
+    pub async fn get(
+        &mut self,
+        message: RouteNetlinkMessage,
+        describe: impl FnOnce() -> String,
+    ) -> Result<RouteNetlinkMessage, NetlinkError> {
+        let seq = self.send(message, 0).await?;
+        loop {
+            self.recv()
+                .await
+                .map_err(|e| NetlinkError::socket("recv", e))?;
+            for (header, payload) in decode(&self.buf) {
+                if header.sequence_number != seq {
+                    continue;
+                }
+                return match payload {
+                    NetlinkPayload::InnerMessage(m) => Ok(m),
+                    NetlinkPayload::Error(e) if e.code.is_some() => {
+                        Err(kernel_error(describe(), &e))
+                    }
+                    other => Err(NetlinkError::Protocol {
+                        request: describe(),
+                        what: format!("message type {}", other.message_type()),
+                    }),
+                };
+            }
+        }
+    }
+
     async fn send(
         &mut self,
         message: RouteNetlinkMessage,
