@@ -1,11 +1,11 @@
 //! Actions of a policy term: rewrite attributes of an accepted route.
 
-use bgp_wire::MpNextHop;
+use bgp_wire::{Family, MpNextHop};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::community::CommunityValue;
-use crate::rib::RouteAttrs;
+use crate::rib::{PeerSession, RouteAttrs};
 
 /// Largest prepend count accepted in configuration: longer paths only hurt.
 pub const MAX_PREPEND: u8 = 32;
@@ -52,6 +52,18 @@ pub struct PolicyContext {
     pub next_hop_v6: Option<MpNextHop>,
 }
 
+impl PolicyContext {
+    /// The context of an established session: our next hops on it. Without a session
+    /// (policy evaluated for `show`), next-hop-self leaves the next hop alone.
+    pub fn new(local_asn: u32, session: Option<&PeerSession>) -> Self {
+        PolicyContext {
+            local_asn,
+            next_hop_v4: session.and_then(|s| s.next_hop_self(Family::IPV4_UNICAST)),
+            next_hop_v6: session.and_then(|s| s.next_hop_self(Family::IPV6_UNICAST)),
+        }
+    }
+}
+
 impl Action {
     /// Applies the action to the attributes of `prefix`.
     pub fn apply(&self, prefix: &IpNet, attrs: &mut RouteAttrs, ctx: &PolicyContext) {
@@ -95,11 +107,12 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn ctx() -> PolicyContext {
-        PolicyContext {
-            local_asn: 64512,
-            next_hop_v4: Some(MpNextHop::Ipv4(Ipv4Addr::new(192, 0, 2, 254))),
-            next_hop_v6: None,
-        }
+        let session = PeerSession::new(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(192, 0, 2, 254).into(),
+            vec![Family::IPV4_UNICAST],
+        );
+        PolicyContext::new(64512, Some(&session))
     }
 
     fn attrs() -> RouteAttrs {

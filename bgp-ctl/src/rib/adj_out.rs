@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, hash_map::Entry};
 use ipnet::IpNet;
 
 use bgp_wire::{Community, Family};
@@ -170,32 +170,43 @@ impl<'a> Exporter<'a> {
         adj_out: &mut AdjRibOut<P>,
         prefix: P,
     ) {
-        let best = table.find(&prefix).and_then(|slot| {
-            let p = table.paths(slot).first().filter(|_| table.mp(slot) > 0)?;
-            Some((p.source, p.attr_out?))
-        });
+        let best = table.find(&prefix).and_then(|slot| best_of(table, slot));
+        self.export_best(adj_out, prefix, best);
+    }
+
+    /// Brings the Adj-RIB-Out entry of `prefix` in line with its best path (source,
+    /// Loc-RIB attribute id).
+    fn export_best<P: RibPrefix>(
+        &mut self,
+        adj_out: &mut AdjRibOut<P>,
+        prefix: P,
+        best: Option<(u16, AttrId)>,
+    ) {
         let desired =
             best.and_then(|(source, id)| self.export_attrs(prefix.into(), P::FAMILY, source, id));
-        let current = adj_out.get(&prefix).copied();
         let core = &mut *self.core;
-        if desired == current {
-            if let Some(d) = desired {
-                core.attrs.release(d);
-            }
-            return;
-        }
-        match desired {
-            Some(d) => {
-                adj_out.insert(prefix, d);
+        let old = match (desired, adj_out.entry(prefix)) {
+            (Some(d), Entry::Occupied(mut e)) => {
+                if *e.get() == d {
+                    core.attrs.release(d);
+                    return;
+                }
                 self.out.announce(core, d, prefix.into());
+                Some(e.insert(d))
             }
-            None => {
-                adj_out.remove(&prefix);
+            (Some(d), Entry::Vacant(e)) => {
+                e.insert(d);
+                self.out.announce(core, d, prefix.into());
+                None
+            }
+            (None, Entry::Occupied(e)) => {
                 self.out.withdraw(prefix.into());
+                Some(e.remove())
             }
-        }
-        if let Some(c) = current {
-            core.attrs.release(c);
+            (None, Entry::Vacant(_)) => None,
+        };
+        if let Some(o) = old {
+            core.attrs.release(o);
         }
     }
 
@@ -207,8 +218,8 @@ impl<'a> Exporter<'a> {
         adj_out: &mut AdjRibOut<P>,
     ) {
         for slot in table.slot_ids() {
-            if table.mp(slot) > 0 {
-                self.export_prefix(table, adj_out, table.prefix(slot));
+            if let Some(best) = best_of(table, slot) {
+                self.export_best(adj_out, table.prefix(slot), Some(best));
             }
         }
         let gone: Vec<P> = adj_out
@@ -230,6 +241,12 @@ impl<'a> Exporter<'a> {
             self.out.announce(self.core, id, (*p).into());
         }
     }
+}
+
+/// The best path of `slot`: (source, Loc-RIB attribute id).
+fn best_of<P: RibPrefix>(table: &PrefixTable<P>, slot: u32) -> Option<(u16, AttrId)> {
+    let p = table.paths(slot).first().filter(|_| table.mp(slot) > 0)?;
+    Some((p.source, p.attr_out?))
 }
 
 /// Steps 1 and 2 for the best path (`source`, `attrs`) towards `target`.

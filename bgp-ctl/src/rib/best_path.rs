@@ -31,6 +31,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use bgp_wire::Origin;
+use serde::{Deserialize, Serialize};
 
 /// What the decision process compares, for one eligible path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +55,8 @@ pub(crate) struct Candidate {
 }
 
 /// Options of the decision process.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DecisionOptions {
     /// Compare MED between paths from different neighbor ASes too.
     pub always_compare_med: bool,

@@ -84,7 +84,9 @@ pub(crate) fn decide<P: RibPrefix>(
             .zip(&core.scratch.old)
             .any(|(p, o)| (p.source, p.attr_out) != *o);
     if changed {
-        let best = best_route(table, core, slot, changes);
+        let mut members = std::mem::take(&mut core.scratch.members);
+        let best = best_route(table, core, slot, changes, &mut members);
+        core.scratch.members = members;
         changes.push(RibChange {
             prefix: table.prefix(slot).into(),
             best,
@@ -134,18 +136,18 @@ fn candidate(core: &Core, index: usize, p: &PathRec) -> Candidate {
 }
 
 /// The Loc-RIB route of `slot`, if it has a best path; equal multipath sets are shared
-/// through `sets`.
+/// through `sets`; `members` is scratch space.
 pub(crate) fn best_route<P: RibPrefix>(
     table: &PrefixTable<P>,
-    core: &mut Core,
+    core: &Core,
     slot: u32,
     sets: &mut ChangeBuilder,
+    members: &mut Vec<NextHopMember>,
 ) -> Option<BestRoute> {
     let mp = table.mp(slot);
     let paths = table.paths(slot);
     let best = paths.first().filter(|_| mp > 0)?;
     let attr_id = best.attr_out?;
-    let members = &mut core.scratch.members;
     members.clear();
     members.extend(paths.iter().take(mp).filter_map(|p| {
         p.attr_out.map(|out| NextHopMember {

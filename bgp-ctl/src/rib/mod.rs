@@ -33,7 +33,10 @@ mod peer;
 mod prefix;
 mod table;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    sync::Arc,
+};
 
 use bgp_wire::Family;
 use hashbrown::HashSet;
@@ -178,6 +181,9 @@ impl<P: RibPrefix> FamilyRib<P> {
         &mut self.adj_out[i]
     }
 }
+
+/// A stream of routes with their attributes (Adj-RIB-In or Adj-RIB-Out contents).
+pub type RouteIter<'a> = Box<dyn Iterator<Item = (IpNet, Arc<RouteAttrs>)> + 'a>;
 
 /// The RIBs.
 #[derive(Debug)]
@@ -629,23 +635,23 @@ impl Rib {
     }
 
     /// The Loc-RIB route of exactly `prefix`.
-    pub fn best(&mut self, prefix: IpNet) -> Option<BestRoute> {
-        let mut sets = ChangeBuilder::default();
+    pub fn best(&self, prefix: IpNet) -> Option<BestRoute> {
+        let (mut sets, mut members) = (ChangeBuilder::default(), Vec::new());
         match prefix.trunc() {
             IpNet::V4(n) => {
                 let s = self.v4.table.find(&n)?;
-                loc_rib::best_route(&self.v4.table, &mut self.core, s, &mut sets)
+                loc_rib::best_route(&self.v4.table, &self.core, s, &mut sets, &mut members)
             }
             IpNet::V6(n) => {
                 let s = self.v6.table.find(&n)?;
-                loc_rib::best_route(&self.v6.table, &mut self.core, s, &mut sets)
+                loc_rib::best_route(&self.v6.table, &self.core, s, &mut sets, &mut members)
             }
         }
     }
 
     /// The longest prefix in the Loc-RIB that covers `prefix` (an address is a /32 or
     /// /128), for `show routes PREFIX`.
-    pub fn longest_match(&mut self, prefix: IpNet) -> Option<(IpNet, BestRoute)> {
+    pub fn longest_match(&self, prefix: IpNet) -> Option<(IpNet, BestRoute)> {
         let found = match prefix.trunc() {
             IpNet::V4(n) => lpm_loc_rib(&self.v4.table, n).map(IpNet::V4),
             IpNet::V6(n) => lpm_loc_rib(&self.v6.table, n).map(IpNet::V6),
@@ -653,72 +659,67 @@ impl Rib {
         Some((found, self.best(found)?))
     }
 
-    /// Every Loc-RIB route of `family`, in no particular order. Routes with equal
-    /// multipath sets share one set.
-    pub fn loc_rib(&mut self, family: Family) -> Vec<(IpNet, BestRoute)> {
-        let mut sets = ChangeBuilder::default();
-        let mut out = Vec::new();
-        let _ = with_family!(self, family, |fam, core| {
-            for s in fam.table.slot_ids() {
-                if let Some(b) = loc_rib::best_route(&fam.table, core, s, &mut sets) {
-                    out.push((fam.table.prefix(s).into(), b));
-                }
-            }
-        });
-        out
-    }
-
-    /// The Adj-RIB-In of `peer` in `family`: received attributes, before policy.
-    pub fn adj_rib_in(
-        &self,
-        peer: PeerId,
-        family: Family,
-    ) -> Result<Vec<(IpNet, std::sync::Arc<RouteAttrs>)>, RibError> {
-        self.peer(peer)?;
-        fn collect<P: RibPrefix>(
-            t: &PrefixTable<P>,
-            core: &Core,
-            raw: u16,
-        ) -> Vec<(IpNet, std::sync::Arc<RouteAttrs>)> {
-            t.slot_ids()
-                .filter_map(|s| {
-                    let p = t.paths(s).iter().find(|p| p.source == raw)?;
-                    Some((t.prefix(s).into(), core.attrs.get(p.attr_in).clone()))
-                })
-                .collect()
+    /// Every Loc-RIB route of `family`, streamed in no particular order (an unsupported
+    /// family has none). Routes with equal multipath sets share one set.
+    pub fn loc_rib(&self, family: Family) -> Box<dyn Iterator<Item = (IpNet, BestRoute)> + '_> {
+        fn iter<'a, P: RibPrefix>(
+            t: &'a PrefixTable<P>,
+            core: &'a Core,
+        ) -> Box<dyn Iterator<Item = (IpNet, BestRoute)> + 'a> {
+            let (mut sets, mut members) = (ChangeBuilder::default(), Vec::new());
+            Box::new(t.slot_ids().filter_map(move |s| {
+                let b = loc_rib::best_route(t, core, s, &mut sets, &mut members)?;
+                Some((t.prefix(s).into(), b))
+            }))
         }
         if family == Family::IPV4_UNICAST {
-            Ok(collect(&self.v4.table, &self.core, peer.0))
+            iter(&self.v4.table, &self.core)
         } else if family == Family::IPV6_UNICAST {
-            Ok(collect(&self.v6.table, &self.core, peer.0))
+            iter(&self.v6.table, &self.core)
+        } else {
+            Box::new(std::iter::empty())
+        }
+    }
+
+    /// The Adj-RIB-In of `peer` in `family`, streamed: attributes as received, before
+    /// policy.
+    pub fn adj_rib_in(&self, peer: PeerId, family: Family) -> Result<RouteIter<'_>, RibError> {
+        self.peer(peer)?;
+        fn iter<'a, P: RibPrefix>(
+            t: &'a PrefixTable<P>,
+            core: &'a Core,
+            raw: u16,
+        ) -> RouteIter<'a> {
+            Box::new(t.slot_ids().filter_map(move |s| {
+                let p = t.paths(s).iter().find(|p| p.source == raw)?;
+                Some((t.prefix(s).into(), core.attrs.get(p.attr_in).clone()))
+            }))
+        }
+        if family == Family::IPV4_UNICAST {
+            Ok(iter(&self.v4.table, &self.core, peer.0))
+        } else if family == Family::IPV6_UNICAST {
+            Ok(iter(&self.v6.table, &self.core, peer.0))
         } else {
             Err(RibError::UnsupportedFamily(family))
         }
     }
 
-    /// The Adj-RIB-Out of `peer` in `family`: what was advertised.
-    pub fn adj_rib_out(
-        &self,
-        peer: PeerId,
-        family: Family,
-    ) -> Result<Vec<(IpNet, std::sync::Arc<RouteAttrs>)>, RibError> {
+    /// The Adj-RIB-Out of `peer` in `family`, streamed: what was advertised.
+    pub fn adj_rib_out(&self, peer: PeerId, family: Family) -> Result<RouteIter<'_>, RibError> {
         self.peer(peer)?;
-        let i = usize::from(peer.0);
-        let get = |id: &AttrId| self.core.attrs.get(*id).clone();
+        fn iter<'a, P: RibPrefix>(f: &'a FamilyRib<P>, core: &'a Core, raw: u16) -> RouteIter<'a> {
+            match f.adj_out.get(usize::from(raw)) {
+                Some(m) => Box::new(
+                    m.iter()
+                        .map(|(p, id)| ((*p).into(), core.attrs.get(*id).clone())),
+                ),
+                None => Box::new(std::iter::empty()),
+            }
+        }
         if family == Family::IPV4_UNICAST {
-            Ok(self
-                .v4
-                .adj_out
-                .get(i)
-                .map(|m| m.iter().map(|(p, id)| (IpNet::V4(*p), get(id))).collect())
-                .unwrap_or_default())
+            Ok(iter(&self.v4, &self.core, peer.0))
         } else if family == Family::IPV6_UNICAST {
-            Ok(self
-                .v6
-                .adj_out
-                .get(i)
-                .map(|m| m.iter().map(|(p, id)| (IpNet::V6(*p), get(id))).collect())
-                .unwrap_or_default())
+            Ok(iter(&self.v6, &self.core, peer.0))
         } else {
             Err(RibError::UnsupportedFamily(family))
         }

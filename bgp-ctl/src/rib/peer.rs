@@ -26,15 +26,7 @@ pub enum PathSource {
 }
 
 impl PathSource {
-    /// Index in the path records: 0 is local, peers start at 1.
-    #[cfg(test)]
-    pub(crate) fn raw(self) -> u16 {
-        match self {
-            PathSource::Local => 0,
-            PathSource::Peer(p) => p.0,
-        }
-    }
-
+    /// The source of a path record (0 is local, peers start at 1).
     pub(crate) fn from_raw(raw: u16) -> Self {
         if raw == 0 {
             PathSource::Local

@@ -17,6 +17,9 @@ pub(crate) trait RibPrefix: Copy + Eq + Hash + Ord + Debug + Into<IpNet> {
     const INDEX: usize;
     /// Prefix length.
     fn len(&self) -> u8;
+    /// The prefix as one integer, for hashing: cheaper than the derived `Hash` (which
+    /// feeds the address bytes and the length separately).
+    fn hash_key(&self) -> u128;
     /// This prefix shortened to `len` bits (host bits cleared); `len` must not exceed
     /// [`Self::len`].
     fn shortened(&self, len: u8) -> Self;
@@ -28,6 +31,9 @@ impl RibPrefix for Ipv4Net {
     const INDEX: usize = 0;
     fn len(&self) -> u8 {
         self.prefix_len()
+    }
+    fn hash_key(&self) -> u128 {
+        (u128::from(self.addr().to_bits()) << 8) | u128::from(self.prefix_len())
     }
     fn shortened(&self, len: u8) -> Self {
         Ipv4Net::new(self.addr(), len.min(32))
@@ -42,6 +48,11 @@ impl RibPrefix for Ipv6Net {
     const INDEX: usize = 1;
     fn len(&self) -> u8 {
         self.prefix_len()
+    }
+    fn hash_key(&self) -> u128 {
+        // Rare equal keys (a /127 and a /126 whose address ends in 1) only cost one more
+        // comparison in the table.
+        self.addr().to_bits() ^ u128::from(self.prefix_len())
     }
     fn shortened(&self, len: u8) -> Self {
         Ipv6Net::new(self.addr(), len.min(128))

@@ -85,7 +85,7 @@ impl<P: RibPrefix> PrefixTable<P> {
 
     /// The slot of `prefix`, if present.
     pub fn find(&self, prefix: &P) -> Option<u32> {
-        let hash = self.hasher.hash_one(prefix);
+        let hash = self.hasher.hash_one(prefix.hash_key());
         let slots = &self.slots;
         self.index
             .find(hash, |&i| slots[i as usize].prefix == *prefix)
@@ -94,7 +94,7 @@ impl<P: RibPrefix> PrefixTable<P> {
 
     /// The slot of `prefix`, created empty if absent.
     pub fn find_or_insert(&mut self, prefix: P) -> u32 {
-        let hash = self.hasher.hash_one(prefix);
+        let hash = self.hasher.hash_one(prefix.hash_key());
         let slots = &mut self.slots;
         if let Some(&i) = self
             .index
@@ -118,8 +118,9 @@ impl<P: RibPrefix> PrefixTable<P> {
             }
         };
         let hasher = &self.hasher;
-        self.index
-            .insert_unique(hash, id, |&i| hasher.hash_one(slots[i as usize].prefix));
+        self.index.insert_unique(hash, id, |&i| {
+            hasher.hash_one(slots[i as usize].prefix.hash_key())
+        });
         if let Some(n) = self.by_len.get_mut(usize::from(prefix.len())) {
             *n += 1;
         }
@@ -133,7 +134,7 @@ impl<P: RibPrefix> PrefixTable<P> {
             return;
         }
         let prefix = s.prefix;
-        let hash = self.hasher.hash_one(prefix);
+        let hash = self.hasher.hash_one(prefix.hash_key());
         if let Ok(e) = self.index.find_entry(hash, |&i| i == slot) {
             e.remove();
             self.free.push(slot);
