@@ -438,4 +438,91 @@ mod tests {
         assert!(text.contains(r#""then":"next""#), "{text}");
         assert!(serde_json::from_str::<RoutingPolicy>(r#"{"policys": {}}"#).is_err());
     }
+
+    /// The example of the module documentation, in TOML as the configuration writes it.
+    const TOML: &str = r#"
+[prefix-lists]
+pods = ["10.244.0.0/16 le 32", "deny 0.0.0.0/0 le 32"]
+
+[policies.from-tor]
+default = "reject"
+[[policies.from-tor.terms]]
+name = "pods"
+match = { prefix-list = "pods", community = { any = ["65000:100"] }, as-path = { pattern = "65001 *" } }
+set = [{ local-pref = 200 }, { add-communities = ["65000:1:2"] }, { prepend = { count = 2 } }, "next-hop-self"]
+then = "accept"
+"#;
+
+    #[test]
+    fn the_documented_toml_parses() {
+        let d: RoutingPolicy = toml::from_str(TOML).unwrap();
+        d.validate().unwrap();
+        let p = &d.policies["from-tor"];
+        assert_eq!(p.default, Verdict::Reject);
+        assert_eq!(p.terms[0].actions.len(), 4);
+        assert_eq!(p.terms[0].actions[3], Action::NextHopSelf);
+        assert_eq!(d.prefix_lists["pods"].entries.len(), 2);
+        let bad = toml::from_str::<RoutingPolicy>("[prefix-lists]\nx = [\"10.0.0.0/8 le 40\"]")
+            .unwrap_err();
+        assert!(bad.to_string().contains("length must be 0 to 32"), "{bad}");
+    }
+
+    #[test]
+    fn a_policy_change_re_evaluates_the_adj_rib_in() {
+        use crate::rib::{PeerConfig, PeerSession, Rib, RibConfig};
+        use bgp_wire::{Community, Family, LargeCommunity};
+
+        let v4 = Family::IPV4_UNICAST;
+        let mut rib = Rib::new(RibConfig::new(64512, Ipv4Addr::new(10, 255, 0, 1)));
+        let peer = rib
+            .add_peer(PeerConfig::new(Ipv4Addr::new(10, 0, 0, 1).into(), 65001))
+            .unwrap();
+        let session = PeerSession::new(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2).into(),
+            vec![v4],
+        );
+        rib.peer_up(peer, session.clone()).unwrap();
+        let ctx = PolicyContext::new(64512, Some(&session));
+        let mut received = attrs(&[65001, 65010]);
+        received.path.communities.push(Community::new(65000, 100));
+        let prefixes: Vec<IpNet> = ["10.244.1.0/24", "192.0.2.0/24"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        // No policy configured for this eBGP peer: RFC 8212, nothing is accepted.
+        let defs = RoutingPolicy::default();
+        let none = defs.resolve(None, true).unwrap();
+        let ch = rib
+            .announce(peer, &prefixes, received, &mut defs.filter(none, ctx))
+            .unwrap();
+        assert!(ch.is_empty());
+        let counts = rib.peer_counts(peer, v4).unwrap();
+        assert_eq!((counts.received, counts.accepted), (2, 0));
+        // The policy arrives: the routes are re-evaluated from the Adj-RIB-In.
+        let defs: RoutingPolicy = toml::from_str(TOML).unwrap();
+        let p = defs.resolve(Some("from-tor"), true).unwrap();
+        let ch = rib.reimport(peer, v4, &mut defs.filter(p, ctx)).unwrap();
+        assert_eq!(ch.len(), 1);
+        assert_eq!(ch[0].prefix, prefixes[0]);
+        let best = ch[0].best.as_ref().unwrap();
+        assert_eq!(best.attrs.path.local_pref, Some(200));
+        assert_eq!(
+            best.attrs.path.large_communities,
+            vec![LargeCommunity {
+                global: 65000,
+                local1: 1,
+                local2: 2
+            }]
+        );
+        assert_eq!(
+            best.attrs.path.as_path.to_string(),
+            "64512 64512 65001 65010"
+        );
+        assert_eq!(
+            best.attrs.next_hop,
+            MpNextHop::Ipv4(Ipv4Addr::new(10, 0, 0, 2))
+        );
+        assert_eq!(rib.peer_counts(peer, v4).unwrap().accepted, 1);
+    }
 }

@@ -79,19 +79,18 @@ pub(crate) fn eliminate_to_multipath_pool(c: &mut Vec<Candidate>, opts: Decision
     if opts.always_compare_med {
         keep_min(c, |x| x.med);
     } else {
-        // Remove a path when another one from the same neighbor AS has a lower MED.
-        let worse: Vec<bool> = c
-            .iter()
-            .map(|x| {
-                c.iter()
-                    .any(|y| y.neighbor_as == x.neighbor_as && y.med < x.med)
-            })
-            .collect();
+        // Remove a path when another one from the same neighbor AS has a lower MED. The
+        // lowest of each AS is never removed, so removing one by one gives the result of
+        // removing all at once.
         let mut i = 0;
-        c.retain(|_| {
-            i += 1;
-            !worse[i - 1]
-        });
+        while let Some(x) = c.get(i) {
+            let (asn, med) = (x.neighbor_as, x.med);
+            if c.iter().any(|y| y.neighbor_as == asn && y.med < med) {
+                c.remove(i);
+            } else {
+                i += 1;
+            }
+        }
     }
     keep_min(c, |x| !x.ebgp);
     keep_min(c, |x| x.stale);
