@@ -13,8 +13,9 @@
 //!    ORIGINATOR_ID is set (if absent) and our cluster id prepended to CLUSTER_LIST;
 //!    optional non-transitive attributes we do not know are dropped;
 //! 3. the export filter (policy);
-//! 4. rewriting after policy: to eBGP, our AS prepended and the next hop set to our
-//!    session address; to iBGP, LOCAL_PREF set to the default if missing and the next hop
+//! 4. rewriting after policy: to eBGP, our AS prepended, the next hop set to our
+//!    session address, and LOCAL_PREF and the reflection attributes removed even if
+//!    policy set them; to iBGP, LOCAL_PREF set to the default if missing and the next hop
 //!    set to ours for local routes or with `next_hop_self`.
 
 use std::sync::Arc;
@@ -102,9 +103,10 @@ pub(crate) struct Exporter<'a> {
     core: &'a mut Core,
     target: u16,
     filter: &'a mut dyn RouteFilter,
-    /// Export results by (source, Loc-RIB attribute id), for filters that do not depend on
-    /// the prefix. Holds a reference on every id it remembers.
-    memo: HashMap<(u16, AttrId), Option<AttrId>>,
+    /// Export results by (family, source, Loc-RIB attribute id), for filters that do not
+    /// depend on the prefix (the family matters: it picks our next hop). Holds a reference
+    /// on every id it remembers.
+    memo: HashMap<(Family, u16, AttrId), Option<AttrId>>,
     out: AdvertisementBuilder,
 }
 
@@ -137,7 +139,7 @@ impl<'a> Exporter<'a> {
         best_id: AttrId,
     ) -> Option<AttrId> {
         let memoize = self.filter.prefix_independent();
-        if memoize && let Some(&out) = self.memo.get(&(source, best_id)) {
+        if memoize && let Some(&out) = self.memo.get(&(family, source, best_id)) {
             if let Some(o) = out {
                 self.core.attrs.retain(o);
             }
@@ -157,7 +159,7 @@ impl<'a> Exporter<'a> {
             if let Some(o) = out {
                 core.attrs.retain(o);
             }
-            self.memo.insert((source, best_id), out);
+            self.memo.insert((family, source, best_id), out);
         }
         out
     }
@@ -299,6 +301,10 @@ fn after_policy(
     let to = core.peer_raw(target)?;
     let own = to.session.as_ref()?.next_hop_self(family);
     if to.ebgp {
+        // Never sent to eBGP peers, whatever policy set.
+        attrs.path.local_pref = None;
+        attrs.path.originator_id = None;
+        attrs.path.cluster_list.clear();
         attrs.path.as_path.prepend(core.config.local_asn, 1);
         attrs.next_hop = own?;
     } else {

@@ -106,6 +106,9 @@ pub enum RibError {
     /// Export needs an established session.
     #[error("peer {0} has no established session")]
     NotEstablished(u16),
+    /// A peer's address or AS cannot be changed in place.
+    #[error("peer {0}: address and AS cannot change; remove the peer and add it again")]
+    PeerIdentityChanged(u16),
     /// Peer ids are 16 bits.
     #[error("too many peers (at most 65535)")]
     TooManyPeers,
@@ -294,12 +297,14 @@ impl Rib {
         Ok(self.peer(peer)?.ebgp)
     }
 
-    /// Replaces a peer's options (its address and AS stay); routes already received are
-    /// not re-examined: call [`Rib::reimport`] and [`Rib::export_all`] as needed.
+    /// Replaces a peer's options. Address and AS cannot change this way (remove the peer
+    /// and add it again). Routes already received are not re-examined: call
+    /// [`Rib::reimport`] and [`Rib::export_all`] as needed.
     pub fn update_peer_config(&mut self, peer: PeerId, config: PeerConfig) -> Result<(), RibError> {
-        let local_asn = self.core.config.local_asn;
         let p = self.peer_mut(peer)?;
-        p.ebgp = config.remote_asn != local_asn;
+        if p.config.address != config.address || p.config.remote_asn != config.remote_asn {
+            return Err(RibError::PeerIdentityChanged(peer.0));
+        }
         p.config = config;
         Ok(())
     }
@@ -340,6 +345,7 @@ impl Rib {
                 adj_out::clear(fam.adj_out_mut(peer.0), core);
             })?;
         }
+        self.update_advertised(peer);
         Ok(changes.finish())
     }
 

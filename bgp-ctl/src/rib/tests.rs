@@ -532,7 +532,10 @@ fn adj_rib_out_makes_exports_minimal_and_resendable() {
     assert_eq!(adv.withdraw, vec![net("10.2.0.0/16")]);
     assert_eq!(r.peer_counts(b, V4).unwrap().advertised, 0);
     // A peer whose session is down cannot be exported to.
+    export_all(&mut r, b);
+    assert_eq!(r.peer_counts(b, V4).unwrap().advertised, 1);
     r.peer_down(b, &[]).unwrap();
+    assert_eq!(r.peer_counts(b, V4).unwrap().advertised, 0);
     assert_eq!(
         r.export(b, &ch, &mut AcceptAll),
         Err(RibError::NotEstablished(b.index()))
@@ -550,12 +553,14 @@ fn export_filter_sees_attributes_before_our_as_is_prepended() {
         seen.push(at.path.as_path.to_string());
         let mut changed = at.clone();
         changed.path.med = Some(42);
+        changed.path.local_pref = Some(300);
         Filtered::Replace(changed)
     };
     let adv = r.export_all(b, V4, &mut filter).unwrap();
     assert_eq!(seen, vec!["65001".to_string()]);
     let sent = only_announced(&adv);
     assert_eq!(sent.path.med, Some(42), "a MED set by policy is sent");
+    assert_eq!(sent.path.local_pref, None, "LOCAL_PREF never goes to eBGP");
     assert_eq!(sent.path.as_path.to_string(), format!("{LOCAL_AS} 65001"));
 }
 
@@ -752,6 +757,53 @@ fn ipv6_routes_use_their_own_table_and_next_hop() {
 }
 
 #[test]
+fn one_attribute_set_for_both_families_gets_each_family_s_next_hop() {
+    // IPv4 over an IPv6 next hop (RFC 5549): the same interned set serves both families.
+    let mut r = rib();
+    let a = peer(&mut r, "10.0.0.1", 65001);
+    let b = peer(&mut r, "10.0.0.2", 65002);
+    let at = RouteAttrs::new(
+        PathAttributes {
+            as_path: AsPath::from_sequence([65001]),
+            ..PathAttributes::default()
+        },
+        MpNextHop::Ipv6 {
+            global: "2001:db8::1".parse().unwrap(),
+            link_local: None,
+        },
+    );
+    let ch = r
+        .announce(
+            a,
+            &[net("10.1.0.0/16"), net("2001:db8:1::/48")],
+            at,
+            &mut AcceptAll,
+        )
+        .unwrap();
+    assert_eq!(ch.len(), 2);
+    let adv = r.export(b, &ch, &mut AcceptAll).unwrap();
+    let mut hops: Vec<(IpNet, MpNextHop)> = adv
+        .announce
+        .iter()
+        .flat_map(|g| g.prefixes.iter().map(|p| (*p, g.attrs.next_hop)))
+        .collect();
+    hops.sort_by_key(|(p, _)| *p);
+    assert_eq!(
+        hops,
+        vec![
+            (net("10.1.0.0/16"), nh("192.0.2.254")),
+            (
+                net("2001:db8:1::/48"),
+                MpNextHop::Ipv6 {
+                    global: "2001:db8::fe".parse().unwrap(),
+                    link_local: None
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
 fn caller_mistakes_are_errors() {
     let mut r = rib();
     let a = peer(&mut r, "10.0.0.1", 65001);
@@ -766,6 +818,14 @@ fn caller_mistakes_are_errors() {
     assert_eq!(
         r.sweep_stale(a, other),
         Err(RibError::UnsupportedFamily(other))
+    );
+    let mut changed = PeerConfig::new(ip("10.0.0.1"), 65001);
+    changed.allowas_in = 2;
+    r.update_peer_config(a, changed).unwrap();
+    assert_eq!(r.peer_config(a).unwrap().allowas_in, 2);
+    assert_eq!(
+        r.update_peer_config(a, PeerConfig::new(ip("10.0.0.1"), 65002)),
+        Err(RibError::PeerIdentityChanged(a.index()))
     );
     r.remove_peer(a).unwrap();
     assert_eq!(r.withdraw(a, &[]), Err(RibError::UnknownPeer(a.index())));
