@@ -16,7 +16,7 @@
 //! }
 //! ```
 //!
-//! Storage: both address families have one prefix table each ([`table`]); every prefix
+//! Storage: both address families have one prefix table each (module `table`); every prefix
 //! holds the paths of all peers with their received (Adj-RIB-In) and accepted (Loc-RIB
 //! candidate) attribute ids, best path first. Adj-RIBs-Out are per peer maps from prefix
 //! to attribute id.
