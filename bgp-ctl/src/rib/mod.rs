@@ -7,7 +7,7 @@
 //! does not know policy), and sends what [`Rib::export`] returns.
 //!
 //! Typical flow for one received UPDATE:
-//! ```ignore
+//! ```text
 //! let changes = rib.announce(peer, &update_prefixes, attrs, &mut import_filter)?;
 //! fib.apply(&changes);                                   // the FIB programmer
 //! for p in established_peers {
