@@ -10,3 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod fib;
 pub mod netlink;
+pub mod policy;
+pub mod programmer;
+pub mod rib;
