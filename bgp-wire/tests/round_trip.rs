@@ -5,25 +5,27 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bgp_wire::{
     Afi, Aggregator, AsPath, AsSegment, AttributeFlags, Capability, CodecContext, Community,
-    Family, GracefulRestart, GracefulRestartFamily, LargeCommunity, Message, MpNextHop,
-    MpReach, MpUnreach, Notification, NotificationCode, Open, Origin, PathAttributes,
-    RawAttribute, RouteRefresh, RouteRefreshSubtype, Safi, SegmentType, Update,
-    encode_updates, encode_withdrawals,
+    Family, GracefulRestart, GracefulRestartFamily, LargeCommunity, Message, MpNextHop, MpReach,
+    MpUnreach, Notification, NotificationCode, Open, Origin, PathAttributes, RawAttribute,
+    RouteRefresh, RouteRefreshSubtype, Safi, SegmentType, Update, encode_updates,
+    encode_withdrawals,
 };
 use bytes::{Bytes, BytesMut};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use proptest::{collection::vec, prelude::*};
 
 fn ctx() -> impl Strategy<Value = CodecContext> {
-    (any::<bool>(), any::<bool>(), any::<bool>())
-        .prop_map(|(a, e, x)| CodecContext::new(a, e, x))
+    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(a, e, x)| CodecContext::new(a, e, x))
 }
 
 fn asn() -> impl Strategy<Value = u32> {
     prop_oneof![1..=65535u32, 65536..=u32::MAX, Just(23456u32)]
 }
 
-fn segment(kind: SegmentType, asns: impl Strategy<Value = u32>) -> impl Strategy<Value = AsSegment> {
+fn segment(
+    kind: SegmentType,
+    asns: impl Strategy<Value = u32>,
+) -> impl Strategy<Value = AsSegment> {
     vec(asns, 1..8).prop_map(move |asns| AsSegment { kind, asns })
 }
 
@@ -66,20 +68,18 @@ fn unknown_code() -> impl Strategy<Value = u8> {
 }
 
 fn unknown_attrs() -> impl Strategy<Value = Vec<RawAttribute>> {
-    proptest::collection::btree_map(unknown_code(), vec(any::<u8>(), 0..300), 0..3).prop_map(
-        |m| {
-            m.into_iter()
-                .map(|(type_code, value)| RawAttribute {
-                    // Passed on with Partial set, so that is what comes back.
-                    flags: AttributeFlags(
-                        AttributeFlags::OPTIONAL | AttributeFlags::TRANSITIVE | AttributeFlags::PARTIAL,
-                    ),
-                    type_code,
-                    value: Bytes::from(value),
-                })
-                .collect()
-        },
-    )
+    proptest::collection::btree_map(unknown_code(), vec(any::<u8>(), 0..300), 0..3).prop_map(|m| {
+        m.into_iter()
+            .map(|(type_code, value)| RawAttribute {
+                // Passed on with Partial set, so that is what comes back.
+                flags: AttributeFlags(
+                    AttributeFlags::OPTIONAL | AttributeFlags::TRANSITIVE | AttributeFlags::PARTIAL,
+                ),
+                type_code,
+                value: Bytes::from(value),
+            })
+            .collect()
+    })
 }
 
 prop_compose! {
@@ -114,7 +114,10 @@ fn mp_reach() -> impl Strategy<Value = MpReach> {
         }),
         (ipv6(), proptest::option::of(ipv6()), vec(v6net(), 0..20)).prop_map(|(g, l, n)| MpReach {
             family: Family::IPV6_UNICAST,
-            next_hop: MpNextHop::Ipv6 { global: g, link_local: l },
+            next_hop: MpNextHop::Ipv6 {
+                global: g,
+                link_local: l
+            },
             nlri: n.into_iter().map(IpNet::V6).collect(),
         }),
     ]
@@ -162,7 +165,10 @@ prop_compose! {
 }
 
 fn family() -> impl Strategy<Value = Family> {
-    (any::<u16>(), any::<u8>()).prop_map(|(a, s)| Family { afi: Afi::from(a), safi: Safi::from(s) })
+    (any::<u16>(), any::<u8>()).prop_map(|(a, s)| Family {
+        afi: Afi::from(a),
+        safi: Safi::from(s),
+    })
 }
 
 fn capability() -> impl Strategy<Value = Capability> {
@@ -172,8 +178,13 @@ fn capability() -> impl Strategy<Value = Capability> {
         Just(Capability::ExtendedMessage),
         Just(Capability::EnhancedRouteRefresh),
         (1..=u32::MAX).prop_map(Capability::FourOctetAs),
-        (any::<bool>(), any::<bool>(), 0..=4095u16, vec((family(), any::<bool>()), 0..4)).prop_map(
-            |(restarting, notification, restart_time, fams)| {
+        (
+            any::<bool>(),
+            any::<bool>(),
+            0..=4095u16,
+            vec((family(), any::<bool>()), 0..4)
+        )
+            .prop_map(|(restarting, notification, restart_time, fams)| {
                 Capability::GracefulRestart(GracefulRestart {
                     restarting,
                     notification,
@@ -186,15 +197,17 @@ fn capability() -> impl Strategy<Value = Capability> {
                         })
                         .collect(),
                 })
-            }
-        ),
+            }),
         (
             any::<u8>().prop_filter("not a code decoded as a typed capability", |c| {
                 ![1u8, 2, 6, 64, 65, 70].contains(c)
             }),
             vec(any::<u8>(), 0..80)
         )
-            .prop_map(|(code, value)| Capability::Other { code, value: Bytes::from(value) }),
+            .prop_map(|(code, value)| Capability::Other {
+                code,
+                value: Bytes::from(value)
+            }),
     ]
 }
 
@@ -350,7 +363,10 @@ fn packing_fills_messages_and_rejects_bad_input() {
     // 4096 - 19 - 4 - 20 octets of attributes (ORIGIN 4, AS_PATH 9, NEXT_HOP 7) leave
     // room for 810 /32s a message.
     assert_eq!(n, 10_000usize.div_ceil(810));
-    assert_eq!(u16::from_be_bytes([out[16], out[17]]), 19 + 4 + 20 + 810 * 5);
+    assert_eq!(
+        u16::from_be_bytes([out[16], out[17]]),
+        19 + 4 + 20 + 810 * 5
+    );
     let ext = CodecContext::new(true, true, true);
     let mut big = BytesMut::new();
     let n = encode_updates(&attrs, Family::IPV4_UNICAST, None, &nets, &ext, &mut big).expect("ok");
