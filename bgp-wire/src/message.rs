@@ -269,11 +269,9 @@ impl Message {
             0
         });
         let result = body.and_then(|()| {
-            if len > max {
-                Err(EncodeError::TooLong { kind, len, max })
-            } else {
-                Ok(())
-            }
+            (len <= max)
+                .then_some(())
+                .ok_or(EncodeError::TooLong { kind, len, max })
         });
         match result {
             Ok(()) => {

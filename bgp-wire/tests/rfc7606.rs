@@ -3,6 +3,11 @@
 
 use bgp_wire::{AttributeType as T, CodecContext, DecodeError, Family, Message, RfcAction, Update};
 
+/// Name, context, message, expected findings.
+type FindingCase = (&'static str, CodecContext, Vec<u8>, Vec<(T, RfcAction)>);
+/// Name, context, message, expected NOTIFICATION code, subcode and data.
+type ResetCase = (&'static str, CodecContext, Vec<u8>, (u8, u8, Vec<u8>));
+
 const W: RfcAction = RfcAction::TreatAsWithdraw;
 const D: RfcAction = RfcAction::AttributeDiscard;
 
@@ -106,7 +111,7 @@ fn per_attribute_actions_of_section_7() {
         attr(0x80, 14, &v)
     };
     let nh6 = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    let cases: Vec<(&str, CodecContext, Vec<u8>, Vec<(T, RfcAction)>)> = vec![
+    let cases: Vec<FindingCase> = vec![
         // 7.1 ORIGIN
         (
             "ORIGIN length 2",
@@ -607,7 +612,7 @@ fn session_resets_and_their_notifications() {
     let transitive_mp = attr(0xC0, 14, &ipv6_mp(2, &nh6, &[]));
     let unknown_wk = attr(0x40, 99, &[1]);
     let bad_origin = attr(0x40, 1, &[9]);
-    let cases: Vec<(&str, CodecContext, Vec<u8>, (u8, u8, Vec<u8>))> = vec![
+    let cases: Vec<ResetCase> = vec![
         // 7.11/7.12 and RFC 4760 7: MP errors reset with Optional Attribute Error.
         (
             "MP_REACH next hop length 5",
@@ -624,7 +629,7 @@ fn session_resets_and_their_notifications() {
         (
             "MP_UNREACH length 2",
             IBGP4,
-            update(&[], &[short_unreach.clone()], &[]),
+            update(&[], std::slice::from_ref(&short_unreach), &[]),
             (3, 9, short_unreach),
         ),
         (
@@ -680,7 +685,7 @@ fn session_resets_and_their_notifications() {
         (
             "unrecognized well-known attribute",
             IBGP4,
-            update(&[], &mandatory(&[unknown_wk.clone()]), NLRI),
+            update(&[], &mandatory(std::slice::from_ref(&unknown_wk)), NLRI),
             (3, 2, unknown_wk),
         ),
         // 5.2: a finding other than attribute discard without reachable NLRI

@@ -242,12 +242,12 @@ fn message() -> impl Strategy<Value = Message> {
 /// to an external peer.
 fn expected(m: &Message, ctx: &CodecContext) -> Message {
     let mut m = m.clone();
-    if let (Message::Update(u), true) = (&mut m, ctx.ebgp) {
-        if let Some(a) = u.attributes.as_mut() {
-            a.local_pref = None;
-            a.originator_id = None;
-            a.cluster_list.clear();
-        }
+    if let (Message::Update(u), true) = (&mut m, ctx.ebgp)
+        && let Some(a) = u.attributes.as_mut()
+    {
+        a.local_pref = None;
+        a.originator_id = None;
+        a.cluster_list.clear();
     }
     m
 }
