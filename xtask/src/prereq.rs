@@ -40,6 +40,9 @@ const RUN_PACKAGES: &[&str] = &[
 /// bpf-linker, built against Debian's LLVM 22 (the LLVM of Debian's rustc).
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
+/// cargo-fuzz, which runs the wire codec's fuzz target (bgp-wire/fuzz).
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
 /// What one piece of the machine lacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Missing {
@@ -51,6 +54,8 @@ pub enum Missing {
     BpfLinker,
     /// No bpffs at /sys/fs/bpf.
     Bpffs,
+    /// cargo-fuzz not installed.
+    CargoFuzz,
 }
 
 impl std::fmt::Display for Missing {
@@ -60,6 +65,7 @@ impl std::fmt::Display for Missing {
             Self::Toolchain(t) => write!(f, "rust toolchain `{t}` with its library source"),
             Self::BpfLinker => write!(f, "bpf-linker"),
             Self::Bpffs => write!(f, "bpffs mounted at /sys/fs/bpf"),
+            Self::CargoFuzz => write!(f, "cargo-fuzz"),
         }
     }
 }
@@ -92,6 +98,9 @@ pub fn missing(need: Need) -> Vec<Missing> {
     }
     if need == Need::Everything && !bpffs_mounted() {
         out.push(Missing::Bpffs);
+    }
+    if need == Need::Everything && !succeeds("cargo", &["fuzz", "--version"]) {
+        out.push(Missing::CargoFuzz);
     }
     out
 }
