@@ -263,11 +263,7 @@ impl Message {
             }
         };
         let len = out.len() - start;
-        let max = max_len(kind, ctx).max(if kind == MessageType::Keepalive {
-            HEADER_LEN
-        } else {
-            0
-        });
+        let max = max_len(kind, ctx);
         let result = body.and_then(|()| {
             (len <= max)
                 .then_some(())
