@@ -146,7 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 file.display(),
                 loaded.config.peer.len(),
                 loaded.config.dynamic_neighbors.len(),
-                loaded.config.policy.len()
+                loaded.config.policies.get_ref().len()
             );
         }
         Command::Dataplane(DataplaneCommand::Stats { pin_dir }) => {
