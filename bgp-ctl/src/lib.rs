@@ -14,3 +14,4 @@ pub mod netlink;
 pub mod policy;
 pub mod programmer;
 pub mod rib;
+pub mod speaker;
