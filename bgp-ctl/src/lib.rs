@@ -9,6 +9,7 @@ pub mod api;
 pub mod bgp;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod fib;
 pub mod netlink;
 pub mod policy;

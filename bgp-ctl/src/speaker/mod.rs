@@ -13,6 +13,7 @@ mod show;
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -80,7 +81,7 @@ pub struct Speaker {
     events_tx: mpsc::Sender<SessionEvent>,
     events: mpsc::Receiver<SessionEvent>,
     fib: mpsc::Sender<Work>,
-    listener: Option<bgp::Listener>,
+    listener: Option<Arc<bgp::Listener>>,
     /// Static routes added with `route add` (for `route del` to refuse other prefixes).
     statics: Vec<IpNet>,
 }
@@ -91,7 +92,7 @@ impl Speaker {
     pub fn new(
         settings: SpeakerSettings,
         fib: mpsc::Sender<Work>,
-        listener: Option<bgp::Listener>,
+        listener: Option<Arc<bgp::Listener>>,
     ) -> Self {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         Speaker {
