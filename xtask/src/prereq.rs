@@ -40,6 +40,9 @@ const RUN_PACKAGES: &[&str] = &[
 /// bpf-linker, built against Debian's LLVM 22 (the LLVM of Debian's rustc).
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
+/// cargo-fuzz, which runs the wire codec's fuzz target (bgp-wire/fuzz).
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
 /// What one piece of the machine lacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Missing {
@@ -54,6 +57,8 @@ pub enum Missing {
     /// System services of BGP daemons that would hold port 179 in the root namespace
     /// (apt enables them; the tests run their own instances in namespaces).
     PeerServices(Vec<String>),
+    /// cargo-fuzz not installed.
+    CargoFuzz,
 }
 
 impl std::fmt::Display for Missing {
@@ -64,6 +69,7 @@ impl std::fmt::Display for Missing {
             Self::BpfLinker => write!(f, "bpf-linker"),
             Self::Bpffs => write!(f, "bpffs mounted at /sys/fs/bpf"),
             Self::PeerServices(s) => write!(f, "stopped and disabled services {}", s.join(" ")),
+            Self::CargoFuzz => write!(f, "cargo-fuzz"),
         }
     }
 }
@@ -106,6 +112,9 @@ pub fn missing(need: Need) -> Vec<Missing> {
         if !on.is_empty() {
             out.push(Missing::PeerServices(on));
         }
+    }
+    if need == Need::Everything && !succeeds("cargo", &["fuzz", "--version"]) {
+        out.push(Missing::CargoFuzz);
     }
     out
 }
