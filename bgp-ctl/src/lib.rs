@@ -6,6 +6,7 @@
 //! links learned from the kernel, and our routes written into its FIB.
 
 pub mod api;
+pub mod bfd;
 pub mod bgp;
 pub mod cli;
 pub mod config;
