@@ -10,14 +10,14 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), bgp_ctl::bfd::BfdError> {
-//! use std::time::Duration;
+//! use std::{net::{IpAddr, Ipv4Addr}, time::Duration};
 //! use bgp_ctl::bfd::{BfdManager, BfdState, SessionConfig};
 //!
 //! let bfd = BfdManager::spawn()?;
 //! let mut events = bfd.subscribe();
 //! let config = SessionConfig::symmetric(Duration::from_millis(100), 3);
-//! bfd.add_session("192.0.2.1".parse().unwrap(), "192.0.2.2".parse::<std::net::IpAddr>().unwrap(), config)
-//!     .await?;
+//! let (peer, local) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+//! bfd.add_session(IpAddr::V4(peer), IpAddr::V4(local), config).await?;
 //! while let Some(event) = events.recv().await {
 //!     if event.state == BfdState::Down && !event.peer_admin_down {
 //!         // tear the BGP session to event.peer down: Cease, subcode 10 (BFD Down)
@@ -197,6 +197,7 @@ pub enum BfdError {
     },
 }
 
+#[derive(Debug)]
 enum Command {
     Add {
         key: SessionKey,
@@ -214,7 +215,7 @@ enum Command {
 
 /// A cheap, cloneable handle to the [`BfdManager`] task. The task stops when every
 /// handle is dropped, after sending AdminDown on each session.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct BfdHandle {
     commands: mpsc::UnboundedSender<Command>,
 }

@@ -436,10 +436,11 @@ mod tests {
 
     use super::*;
 
-    /// A packet FRR 8.4's bfdd sent (tcpdump of the lab, Down, slow timers).
+    /// A packet FRR 8.4's bfdd sent in the lab (tcpdump, 10.0.0.2.49152 > 10.0.0.1.3784,
+    /// TTL 255, TOS 0xc0): Down, slow timers both ways, Echo at 50 ms.
     const FRR_DOWN: [u8; 24] = [
-        0x20, 0x40, 0x03, 0x18, 0x6b, 0x1e, 0x9c, 0x4e, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x42,
-        0x40, 0x00, 0x01, 0x86, 0xa0, 0x00, 0x00, 0xc3, 0x50,
+        0x20, 0x40, 0x03, 0x18, 0x75, 0x2e, 0xc9, 0x62, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x42,
+        0x40, 0x00, 0x0f, 0x42, 0x40, 0x00, 0x00, 0xc3, 0x50,
     ];
 
     fn sample() -> ControlPacket {
@@ -467,10 +468,10 @@ mod tests {
         assert_eq!(p.diag, Diagnostic::NoDiagnostic);
         assert!(!p.poll && !p.final_ && !p.demand && !p.control_plane_independent);
         assert_eq!(p.detect_mult, 3);
-        assert_eq!(p.my_discriminator, 0x6b1e_9c4e);
+        assert_eq!(p.my_discriminator, 0x752e_c962);
         assert_eq!(p.your_discriminator, 0);
         assert_eq!(p.desired_min_tx_us, 1_000_000);
-        assert_eq!(p.required_min_rx_us, 100_000);
+        assert_eq!(p.required_min_rx_us, 1_000_000);
         assert_eq!(p.required_min_echo_rx_us, 50_000);
         assert_eq!(p.auth, None);
         assert_eq!(&p.to_bytes()[..], &FRR_DOWN[..]);
