@@ -193,6 +193,9 @@ impl SessionSocket {
             return Err(e);
         }
         socket.set_nonblocking(true)?;
+        // Nothing is ever read from this socket (peers send to the control port): the
+        // smallest receive buffer bounds what stray datagrams to the source port can hold.
+        socket.set_recv_buffer_size(0)?;
         Ok(Self {
             socket: socket.into(),
             peer: with_scope(peer, port, scope),
