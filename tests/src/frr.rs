@@ -16,6 +16,12 @@
 //! IPv6 routes over an IPv4 session (it has no IPv6 next hop to put in them); an IPv6
 //! session works.
 //!
+//! With [`FrrOptions::bfdd`], `bfdd` runs too (started after zebra, before bgpd), with
+//! its control socket in the run directory (`--bfdctl`) so instances do not collide. Its
+//! config starts empty: configure it with [`Frr::configure_bfdd`] (`bfd` / `peer X ...`)
+//! and read it with [`Frr::bfdd_json`] (`show bfd peers json`). bfdd needs zebra to know
+//! the interfaces a `peer ... interface` line names.
+//!
 //! Configs are written for FRR 8.4 (Debian 12). Things a config usually needs:
 //! `no bgp ebgp-requires-policy` (or route-maps: eBGP sends and accepts nothing without
 //! policy, RFC 8212), `no bgp network import-check` for `network` statements whose
@@ -47,6 +53,7 @@ use crate::{
 
 const ZEBRA: &str = "/usr/lib/frr/zebra";
 const BGPD: &str = "/usr/lib/frr/bgpd";
+const BFDD: &str = "/usr/lib/frr/bfdd";
 const VTYSH: &str = "vtysh";
 /// FRR's daemons run as this user and need their files to belong to it.
 const OWNER: &str = "frr:frr";
@@ -59,11 +66,16 @@ pub struct FrrOptions {
     /// Run zebra next to bgpd (default): routes go into the namespace's kernel FIB.
     /// Without it bgpd runs with `-Z`.
     pub zebra: bool,
+    /// Also run bfdd (default off).
+    pub bfdd: bool,
 }
 
 impl Default for FrrOptions {
     fn default() -> Self {
-        Self { zebra: true }
+        Self {
+            zebra: true,
+            bfdd: false,
+        }
     }
 }
 
@@ -85,6 +97,7 @@ pub struct Frr {
     netns: String,
     options: FrrOptions,
     bgpd: Option<Daemon>,
+    bfdd: Option<Daemon>,
     zebra: Option<Daemon>,
     // Last: removed after the daemons are gone.
     run: RunDir,
@@ -110,12 +123,16 @@ impl Frr {
             netns: ns.name().to_owned(),
             options,
             bgpd: None,
+            bfdd: None,
             zebra: None,
             run,
         };
         frr.set_config(config)?;
         if options.zebra {
             frr.start_zebra()?;
+        }
+        if options.bfdd {
+            frr.start_bfdd()?;
         }
         frr.start_bgpd()?;
         Ok(frr)
@@ -262,6 +279,27 @@ impl Frr {
         self.run.read("bgpd.log")
     }
 
+    /// Changes bfdd's running config, like [`Frr::configure`] does bgpd's.
+    pub fn configure_bfdd(&self, lines: &[&str]) -> Result<()> {
+        let mut cmds = vec!["configure terminal"];
+        cmds.extend_from_slice(lines);
+        self.vtysh_to("bfdd", &cmds)
+            .with_context(|| format!("configuring FRR bfdd with {lines:?}"))
+            .map(drop)
+    }
+
+    /// Runs a vtysh `... json` command against bfdd and parses the answer.
+    pub fn bfdd_json(&self, cmd: &str) -> Result<Value> {
+        let text = self.vtysh_to("bfdd", &[cmd])?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("`{cmd}` did not answer JSON: {}", excerpt(&text)))
+    }
+
+    /// bfdd's log (`debug bfd peer` and `debug bfd network`), so far.
+    pub fn bfdd_log(&self) -> Result<String> {
+        self.run.read("bfdd.log")
+    }
+
     /// zebra's log, so far.
     pub fn zebra_log(&self) -> Result<String> {
         self.run.read("zebra.log")
@@ -323,8 +361,45 @@ impl Frr {
     /// drop, so the logs remain readable.
     pub fn kill(&mut self) -> Result<()> {
         let bgpd = self.bgpd.take().map_or(Ok(()), |mut d| d.kill());
+        let bfdd = self.bfdd.take().map_or(Ok(()), |mut d| d.kill());
         let zebra = self.zebra.take().map_or(Ok(()), |mut d| d.kill());
-        bgpd.and(zebra)
+        bgpd.and(bfdd).and(zebra)
+    }
+
+    fn start_bfdd(&mut self) -> Result<()> {
+        let conf = format!(
+            "log file {} debugging\nlog timestamp precision 3\ndebug bfd peer\ndebug bfd network\n",
+            self.run.file("bfdd.log")
+        );
+        self.run.write("bfdd.conf", &conf, Some(OWNER))?;
+        let (conf, zserv, pid, ctl, run) = (
+            self.run.file("bfdd.conf"),
+            self.run.file("zserv.api"),
+            self.run.file("bfdd.pid"),
+            self.run.file("bfdd.sock"),
+            self.run.file(""),
+        );
+        let args = [
+            "-f",
+            &conf,
+            "-z",
+            &zserv,
+            "-i",
+            &pid,
+            "--vty_socket",
+            &run,
+            "--bfdctl",
+            &ctl,
+            "-P",
+            "0",
+        ];
+        self.bfdd = Some(Daemon::spawn(
+            &self.netns,
+            BFDD,
+            &args,
+            &self.run.file("bfdd.out"),
+        )?);
+        self.wait_vty("bfdd")
     }
 
     fn start_zebra(&mut self) -> Result<()> {
@@ -360,10 +435,10 @@ impl Frr {
         let output = self.run.file(&format!("{daemon}.out"));
         let started = Instant::now();
         wait_until(START_TIMEOUT, Duration::from_millis(20), || {
-            let slot = if daemon == "bgpd" {
-                &mut self.bgpd
-            } else {
-                &mut self.zebra
+            let slot = match daemon {
+                "bgpd" => &mut self.bgpd,
+                "bfdd" => &mut self.bfdd,
+                _ => &mut self.zebra,
             };
             if let Some(d) = slot.as_mut() {
                 d.check_running(&output)?;
