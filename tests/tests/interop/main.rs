@@ -1,12 +1,28 @@
-//! Our daemon against real FRR and BIRD 2 peers in namespaces, over eBGP with 4-octet
-//! ASNs: sessions come up, routes flow both ways, withdrawals propagate.
+//! Our daemon against real FRR and BIRD 2 peers in namespaces (issue 4's interop matrix):
+//! eBGP with 4-octet ASNs over IPv4 and IPv6, routes both ways, withdrawals, multipath,
+//! route refresh, MD5, GTSM, max-prefix, graceful restart, route reflection, the
+//! NOTIFICATIONs we send, and RFC 7606 handling against a scripted peer.
 //!
-//! node (bgp-ctl, AS 4200000001) --veth-- leaf (FRR AS 65001 or BIRD AS 65002)
+//! Most tests: node (bgp-ctl, AS 4200000001) --veth-- leaf (FRR AS 65001 or BIRD AS
+//! 65002). Each module is one cell of the matrix and builds its own namespaces.
+
+mod graceful_restart;
+mod gtsm;
+mod ipv6;
+mod max_prefix;
+mod md5;
+mod multipath;
+mod notifications;
+mod rfc7606;
+mod route_reflection;
+mod route_refresh;
+mod test_peer;
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use lab::{Netns, agent::Agent, bird::Bird, frr::Frr, peer::Family, wait_until};
+use serde_json::Value;
 
 const NODE_AS: u32 = 4_200_000_001;
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,13 +42,36 @@ fn pair() -> Result<(Netns, Netns)> {
     Ok((node, leaf))
 }
 
+/// A node with two uplinks and a leaf behind each: node n0 192.0.2.11 -- leaf1 l0
+/// 192.0.2.1, node n1 198.51.100.11 -- leaf2 l0 198.51.100.1.
+fn node_with_two_leaves() -> Result<(Netns, Netns, Netns)> {
+    let (node, leaf1) = pair()?;
+    let leaf2 = Netns::new()?;
+    lab::veth(&node, "n1", &leaf2, "l0")?;
+    node.ip(&["addr", "add", "198.51.100.11/24", "dev", "n1"])?;
+    leaf2.ip(&["addr", "add", "198.51.100.1/24", "dev", "l0"])?;
+    Ok((node, leaf1, leaf2))
+}
+
+/// Our daemon's config: AS [`NODE_AS`] on uplink n0, hold 9 s; `peers` is appended
+/// (`[[peer]]` tables, or any other table).
 fn node_config(peers: &str) -> String {
+    node_config_with(NODE_AS, &["n0"], peers)
+}
+
+/// [`node_config`] with another local AS and other uplinks.
+fn node_config_with(asn: u32, uplinks: &[&str], rest: &str) -> String {
+    let uplinks = uplinks
+        .iter()
+        .map(|u| format!("{u:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         r#"
 router-id = "192.0.2.11"
-asn = {NODE_AS}
+asn = {asn}
 [dataplane]
-uplinks = ["n0"]
+uplinks = [{uplinks}]
 mode = "skb"
 pin-dir = "@PINS@"
 [api]
@@ -45,9 +84,19 @@ static-routes = ["10.244.1.0/24", "fd00:10:244:1::/64"]
 hold = 9
 keepalive = 3
 connect-retry = 1
-{peers}
+{rest}
 "#
     )
+}
+
+/// The path to `prefix` learned from neighbor `from`, if our Loc-RIB has one.
+fn path(agent: &Agent, prefix: &str, from: &str) -> Result<Option<Value>> {
+    Ok(agent
+        .request(&["show", "routes", prefix])?
+        .into_iter()
+        .filter(|r| r["prefix"] == prefix)
+        .flat_map(|r| r["paths"].as_array().cloned().unwrap_or_default())
+        .find(|p| p["from"] == from))
 }
 
 fn has_route(agent: &Agent, prefix: &str, from: &str) -> Result<bool> {
@@ -57,6 +106,32 @@ fn has_route(agent: &Agent, prefix: &str, from: &str) -> Result<bool> {
                 .as_array()
                 .is_some_and(|ps| ps.iter().any(|p| p["from"] == from && p["best"] == true))
     }))
+}
+
+/// `bgp-ctl show neighbor NAME --json`.
+fn neighbor_detail(agent: &Agent, name: &str) -> Result<Value> {
+    agent
+        .request(&["show", "neighbor", name])?
+        .into_iter()
+        .next()
+        .with_context(|| format!("no answer for neighbor {name}"))
+}
+
+/// Watches for `period` that neither side reaches Established; `states` reads both.
+fn never_established(
+    period: Duration,
+    mut states: impl FnMut() -> Result<(String, String)>,
+) -> Result<()> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < period {
+        let (ours, theirs) = states()?;
+        ensure!(
+            ours != "Established" && theirs != "Established",
+            "Established although it must not be: ours {ours}, peer {theirs}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Ok(())
 }
 
 #[test]

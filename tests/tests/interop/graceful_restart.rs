@@ -1,0 +1,133 @@
+//! Graceful restart (RFC 4724), helper side: FRR's bgpd is killed (no NOTIFICATION, as
+//! in a crash); we keep its routes, marked stale, in the Loc-RIB and the FIB; FRR comes
+//! back with one network fewer; after its End-of-RIB no stale path remains and the
+//! route it no longer has is gone.
+
+use super::*;
+
+fn frr_config(networks: &[&str]) -> String {
+    let networks: String = networks
+        .iter()
+        .map(|n| format!("  network {n}\n"))
+        .collect();
+    format!(
+        "frr defaults traditional\nhostname leaf\n\
+         router bgp 65001\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
+         no bgp network import-check\n bgp graceful-restart\n bgp graceful-restart preserve-fw-state\n \
+         neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
+         address-family ipv4 unicast\n{networks} exit-address-family\n"
+    )
+}
+
+/// Whether `prefix` has a path from leaf1, and whether it is stale.
+fn leaf_path(agent: &Agent, prefix: &str) -> Result<Option<bool>> {
+    Ok(path(agent, prefix, "leaf1")?.map(|p| p["stale"] == true))
+}
+
+fn in_fib(agent: &Agent, prefix: &str) -> Result<bool> {
+    Ok(agent
+        .request(&["show", "fib", prefix])?
+        .iter()
+        .any(|f| f["type"] == "fib" && f["prefix"] == prefix))
+}
+
+#[test]
+fn graceful_restart_keeps_frr_routes_stale_until_end_of_rib() -> Result<()> {
+    let (node, leaf) = pair()?;
+    let (kept, dropped) = ("100.64.1.0/24", "100.64.2.0/24");
+    let mut frr = Frr::start(&leaf, &frr_config(&[kept, dropped]))?;
+    let agent = Agent::start(
+        &node,
+        &node_config(
+            r#"
+[[peer]]
+name = "leaf1"
+address = "192.0.2.1"
+remote-asn = 65001
+import = "accept-all"
+export = "accept-all"
+families = ["ipv4-unicast"]
+"#,
+        ),
+    )?;
+    agent.wait_established("leaf1", TIMEOUT)?;
+    frr.wait_established("192.0.2.11", TIMEOUT)?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(leaf_path(&agent, kept)? == Some(false) && leaf_path(&agent, dropped)? == Some(false))
+    })
+    .with_context(|| format!("routes from FRR: {:#?}", agent.routes()))?;
+    let detail = neighbor_detail(&agent, "leaf1")?;
+    ensure!(
+        detail["capabilities_received"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c
+                .as_str()
+                .is_some_and(|c| c.starts_with("graceful-restart")))),
+        "FRR advertises graceful restart: {detail}"
+    );
+
+    // bgpd dies: the session drops without a NOTIFICATION; its routes stay, stale.
+    frr.kill_bgpd()?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(agent.neighbor_state("leaf1")? != "Established")
+    })
+    .context("session down after bgpd was killed")?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(leaf_path(&agent, kept)? == Some(true) && leaf_path(&agent, dropped)? == Some(true))
+    })
+    .with_context(|| format!("stale routes kept: {:#?}", agent.routes()))?;
+    ensure!(
+        in_fib(&agent, kept)? && in_fib(&agent, dropped)?,
+        "stale routes stay in the FIB: {:?}",
+        agent.request(&["show", "fib"])
+    );
+    let detail = neighbor_detail(&agent, "leaf1")?;
+    ensure!(
+        detail["graceful_restart"].is_string(),
+        "show neighbor says the peer is restarting: {detail}"
+    );
+
+    // bgpd comes back without `dropped`: after its End-of-RIB only `kept` remains, fresh.
+    frr.set_config(&frr_config(&[kept]))?;
+    frr.start_bgpd()?;
+    agent.wait_established("leaf1", TIMEOUT)?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(leaf_path(&agent, kept)? == Some(false) && leaf_path(&agent, dropped)?.is_none())
+    })
+    .with_context(|| {
+        format!(
+            "after End-of-RIB: {:#?}\ndaemon log:\n{}",
+            agent.routes(),
+            agent.log()
+        )
+    })?;
+    let stale: Vec<Value> = agent
+        .routes()?
+        .into_iter()
+        .filter(|r| {
+            r["paths"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["stale"] == true))
+        })
+        .collect();
+    ensure!(stale.is_empty(), "stale paths remain: {stale:#?}");
+    ensure!(
+        agent
+            .log()
+            .matches("peer leaf1: End-of-RIB ipv4-unicast")
+            .count()
+            >= 2,
+        "End-of-RIB before and after the restart:\n{}",
+        agent.log()
+    );
+    wait_until(TIMEOUT, POLL, || {
+        Ok(in_fib(&agent, kept)? && !in_fib(&agent, dropped)?)
+    })
+    .with_context(|| {
+        format!(
+            "FIB after the restart: {:?}",
+            agent.request(&["show", "fib"])
+        )
+    })?;
+    Ok(())
+}
