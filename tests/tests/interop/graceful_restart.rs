@@ -1,9 +1,16 @@
 //! Graceful restart (RFC 4724), helper side: FRR's bgpd is killed (no NOTIFICATION, as
 //! in a crash); we keep its routes, marked stale, in the Loc-RIB and the FIB; FRR comes
 //! back with one network fewer; after its End-of-RIB no stale path remains and the
-//! route it no longer has is gone.
+//! route it no longer has is gone. A scripted peer covers the timing FRR decides itself.
 
-use super::*;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use bgp_wire::{Capability, GracefulRestart, GracefulRestartFamily};
+
+use super::{
+    test_peer::{TestPeer, raw},
+    *,
+};
 
 fn frr_config(networks: &[&str]) -> String {
     let networks: String = networks
@@ -129,5 +136,113 @@ families = ["ipv4-unicast"]
             agent.request(&["show", "fib"])
         )
     })?;
+    Ok(())
+}
+
+/// The scripted peer's graceful restart capability: IPv4 unicast with the F bit as given.
+fn gr_capability(restarting: bool, forwarding_preserved: bool) -> Capability {
+    Capability::GracefulRestart(GracefulRestart {
+        restarting,
+        notification: false,
+        restart_time: 120,
+        families: vec![GracefulRestartFamily {
+            family: bgp_wire::Family::IPV4_UNICAST,
+            forwarding_preserved,
+        }],
+    })
+}
+
+/// What FRR does not let a test choose: when the restarted peer's End-of-RIB comes, and
+/// whether its new OPEN says it preserved forwarding. A scripted peer (AS 65099) restarts
+/// three times: (1) F bit set: its routes stay stale until End-of-RIB, re-announced ones
+/// are fresh at once; (2) F bit clear, (3) no graceful restart capability: stale routes go
+/// as soon as the session is back (RFC 4724 4.2), without waiting for End-of-RIB.
+#[test]
+fn graceful_restart_with_a_scripted_peer_follows_end_of_rib_and_the_f_bit() -> Result<()> {
+    let (node, leaf) = pair()?;
+    let agent = Agent::start(
+        &node,
+        &node_config(
+            r#"
+[[peer]]
+name = "tester"
+address = "192.0.2.1"
+remote-asn = 65099
+passive = true
+import = "accept-all"
+export = "accept-all"
+families = ["ipv4-unicast"]
+"#,
+        ),
+    )?;
+    let (asn, addr) = (65099, Ipv4Addr::new(192, 0, 2, 1));
+    let to = SocketAddr::from(([192, 0, 2, 11], 179));
+    let (a, b) = (Ipv4Addr::new(100, 64, 91, 0), Ipv4Addr::new(100, 64, 92, 0));
+    let (pa, pb) = ("100.64.91.0/24", "100.64.92.0/24");
+    let state = |prefix: &str| -> Result<Option<bool>> {
+        Ok(path(&agent, prefix, "tester")?.map(|p| p["stale"] == true))
+    };
+    let wait = |what: &str, ready: &dyn Fn() -> Result<bool>| {
+        wait_until(TIMEOUT, POLL, ready).with_context(|| {
+            format!(
+                "{what}: {:#?}\ndaemon log:\n{}",
+                agent.routes(),
+                agent.log()
+            )
+        })
+    };
+
+    let peer = TestPeer::establish(&leaf, to, asn, addr, &[gr_capability(false, true)])?;
+    let mut peer = peer;
+    peer.send_raw(&raw::announce(asn, addr, &[a, b]))?;
+    peer.send_raw(&raw::end_of_rib())?;
+    wait("both routes", &|| {
+        Ok(state(pa)? == Some(false) && state(pb)? == Some(false))
+    })?;
+
+    // (1) Restart with the F bit: stale until End-of-RIB.
+    peer.close()?;
+    wait("both stale", &|| {
+        Ok(state(pa)? == Some(true) && state(pb)? == Some(true))
+    })?;
+    let mut peer = TestPeer::establish(&leaf, to, asn, addr, &[gr_capability(true, true)])?;
+    agent.wait_established("tester", TIMEOUT)?;
+    peer.send_raw(&raw::announce(asn, addr, &[a]))?;
+    wait(
+        "re-announced route fresh",
+        &|| Ok(state(pa)? == Some(false)),
+    )?;
+    ensure!(
+        state(pb)? == Some(true),
+        "{pb} must stay stale until End-of-RIB: {:#?}",
+        agent.routes()
+    );
+    peer.send_raw(&raw::end_of_rib())?;
+    wait("End-of-RIB sweeps the stale route", &|| {
+        Ok(state(pa)? == Some(false) && state(pb)?.is_none())
+    })?;
+
+    // (2) Restart without the F bit: the stale route goes when the session is back.
+    peer.close()?;
+    wait("stale again", &|| Ok(state(pa)? == Some(true)))?;
+    let peer = TestPeer::establish(&leaf, to, asn, addr, &[gr_capability(true, false)])?;
+    agent.wait_established("tester", TIMEOUT)?;
+    wait(
+        "F bit clear: stale routes removed without End-of-RIB",
+        &|| Ok(state(pa)?.is_none()),
+    )?;
+
+    // (3) Restart without the capability at all: the same.
+    let mut peer = peer;
+    peer.send_raw(&raw::announce(asn, addr, &[b]))?;
+    wait("announced", &|| Ok(state(pb)? == Some(false)))?;
+    peer.close()?;
+    wait("stale", &|| Ok(state(pb)? == Some(true)))?;
+    let _peer = TestPeer::establish(&leaf, to, asn, addr, &[])?;
+    agent.wait_established("tester", TIMEOUT)?;
+    wait(
+        "no capability: stale routes removed without End-of-RIB",
+        &|| Ok(state(pb)?.is_none()),
+    )?;
     Ok(())
 }

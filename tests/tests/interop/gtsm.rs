@@ -84,3 +84,17 @@ fn gtsm_one_hop_refuses_frr_behind_a_router() -> Result<()> {
     .context("route over the 2-hop GTSM session")?;
     Ok(())
 }
+
+#[test]
+fn gtsm_with_directly_connected_bird_establishes() -> Result<()> {
+    let (node, leaf) = pair()?;
+    let bird = Bird::start(&leaf, &bird_config(&["100.64.7.0/24"], "ttl security on;"))?;
+    let agent = Agent::start(&node, &node_config(&bird_peer("ttl-security = 1")))?;
+    agent.wait_established("leaf2", TIMEOUT)?;
+    bird.wait_established("node", TIMEOUT)?;
+    wait_until(TIMEOUT, POLL, || {
+        has_route(&agent, "100.64.7.0/24", "leaf2")
+    })
+    .context("route over the GTSM session with BIRD")?;
+    Ok(())
+}

@@ -89,6 +89,58 @@ connect-retry = 1
     )
 }
 
+/// BIRD's config in the leaf of [`pair`]: AS 65002, one BGP protocol `node` with us over
+/// IPv4, originating `networks`; `extra` goes into the protocol (e.g. a password).
+fn bird_config(networks: &[&str], extra: &str) -> String {
+    let routes: String = networks
+        .iter()
+        .map(|n| format!("  route {n} blackhole;\n"))
+        .collect();
+    format!(
+        r#"
+router id 192.0.2.1;
+protocol device {{}}
+protocol static s4 {{
+  ipv4;
+{routes}}}
+protocol bgp node {{
+  local 192.0.2.1 as 65002;
+  neighbor 192.0.2.11 as {NODE_AS};
+  connect delay time 1; connect retry time 2; error wait time 1, 5;
+  {extra}
+  ipv4 {{ import all; export all; }};
+}}
+"#
+    )
+}
+
+/// Our `[[peer]]` for BIRD in the leaf of [`pair`] (name `leaf2`); `extra` is added to it.
+fn bird_peer(extra: &str) -> String {
+    format!(
+        r#"
+[[peer]]
+name = "leaf2"
+address = "192.0.2.1"
+remote-asn = 65002
+import = "accept-all"
+export = "accept-all"
+families = ["ipv4-unicast"]
+{extra}
+"#
+    )
+}
+
+/// The `Last error:` line of a BIRD protocol, empty if none.
+fn bird_last_error(bird: &Bird, protocol: &str) -> Result<String> {
+    Ok(bird
+        .birdc(&format!("show protocols all {protocol}"))?
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Last error:"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned())
+}
+
 /// The path to `prefix` learned from neighbor `from`, if our Loc-RIB has one.
 fn path(agent: &Agent, prefix: &str, from: &str) -> Result<Option<Value>> {
     Ok(agent

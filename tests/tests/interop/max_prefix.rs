@@ -98,3 +98,30 @@ max-prefix = { limit = 3 }
     );
     Ok(())
 }
+
+#[test]
+fn max_prefix_exceeded_by_bird_tears_down_with_cease_6_1() -> Result<()> {
+    let (node, leaf) = pair()?;
+    let networks: Vec<String> = (1..=5).map(|i| format!("100.64.{i}.0/24")).collect();
+    let networks: Vec<&str> = networks.iter().map(String::as_str).collect();
+    let bird = Bird::start(&leaf, &bird_config(&networks, ""))?;
+    let agent = Agent::start(
+        &node,
+        &node_config(&bird_peer("max-prefix = { limit = 3 }")),
+    )?;
+    // BIRD names the Cease subcode it received (the one inside a Hard Reset too).
+    let mut last = String::new();
+    wait_until(TIMEOUT, POLL, || {
+        last = bird_last_error(&bird, "node")?;
+        Ok(!last.is_empty())
+    })
+    .with_context(|| format!("no error at BIRD; daemon log:\n{}", agent.log()))?;
+    ensure!(
+        last.contains("Maximum number of prefixes reached"),
+        "BIRD should have received Cease/Maximum Number of Prefixes Reached: {last:?}"
+    );
+    never_established(Duration::from_secs(3), || {
+        Ok((agent.neighbor_state("leaf2")?, bird.protocol_state("node")?))
+    })?;
+    Ok(())
+}

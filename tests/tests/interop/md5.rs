@@ -58,3 +58,32 @@ families = ["ipv4-unicast"]
     .context("route over the MD5 session")?;
     Ok(())
 }
+
+#[test]
+fn md5_with_bird_wrong_password_fails_matching_one_establishes() -> Result<()> {
+    let (node, leaf) = pair()?;
+    let bird = Bird::start(
+        &leaf,
+        &bird_config(&["100.64.7.0/24"], r#"password "not-the-secret";"#),
+    )?;
+    let agent = Agent::start(
+        &node,
+        &node_config(&bird_peer(r#"password = "s3cret-Key""#)),
+    )?;
+    never_established(WATCH, || {
+        Ok((agent.neighbor_state("leaf2")?, bird.protocol_state("node")?))
+    })
+    .with_context(|| format!("wrong MD5 password; daemon log:\n{}", agent.log()))?;
+
+    bird.configure(&bird_config(
+        &["100.64.7.0/24"],
+        r#"password "s3cret-Key";"#,
+    ))?;
+    agent.wait_established("leaf2", TIMEOUT)?;
+    bird.wait_established("node", TIMEOUT)?;
+    wait_until(TIMEOUT, POLL, || {
+        has_route(&agent, "100.64.7.0/24", "leaf2")
+    })
+    .context("route over the MD5 session with BIRD")?;
+    Ok(())
+}

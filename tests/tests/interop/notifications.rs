@@ -148,3 +148,54 @@ fn bad_peer_as_sends_open_error_2_2() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn admin_shutdown_and_bad_peer_as_seen_by_bird() -> Result<()> {
+    let (node, leaf) = pair()?;
+    let bird = Bird::start(&leaf, &bird_config(&["100.64.7.0/24"], ""))?;
+    let agent = Agent::start(&node, &node_config(&bird_peer("")))?;
+    agent.wait_established("leaf2", TIMEOUT)?;
+    bird.wait_established("node", TIMEOUT)?;
+
+    agent.table(&["neighbor", "disable", "leaf2", "--message", "maintenance"])?;
+    // BIRD logs the shutdown communication (RFC 9003) with the Cease subcode.
+    wait_until(TIMEOUT, POLL, || {
+        Ok(bird
+            .log()?
+            .contains(r#"node: Received: Administrative shutdown: "maintenance""#))
+    })
+    .with_context(|| {
+        format!(
+            "BIRD should have received Cease/Administrative Shutdown with our message:\n{}",
+            bird.log().unwrap_or_default()
+        )
+    })?;
+    let mut last = String::new();
+    ensure!(
+        agent.neighbor_state("leaf2")? == "Disabled",
+        "stays down: {}",
+        agent.neighbor("leaf2")?
+    );
+
+    // BIRD turns into AS 65009, which we do not expect: OPEN Message Error/Bad Peer AS.
+    bird.configure(&bird_config(&["100.64.7.0/24"], "").replace("as 65002", "as 65009"))?;
+    agent.table(&["neighbor", "enable", "leaf2"])?;
+    wait_until(TIMEOUT, POLL, || {
+        last = bird_last_error(&bird, "node")?;
+        Ok(last.contains("Bad peer AS"))
+    })
+    .with_context(|| {
+        format!(
+            "BIRD should have received Bad Peer AS: {last:?}\ndaemon log:\n{}",
+            agent.log()
+        )
+    })?;
+    ensure!(
+        agent.neighbor("leaf2")?["last_error"]
+            .as_str()
+            .is_some_and(|e| e == "sent NOTIFICATION OPEN Message Error/Bad Peer AS"),
+        "{}",
+        agent.neighbor("leaf2")?
+    );
+    Ok(())
+}

@@ -25,14 +25,7 @@ fn net(third: u8) -> (Ipv4Addr, String) {
 
 /// A well-formed UPDATE announcing `prefixes`.
 fn announce(prefixes: &[Ipv4Addr]) -> Vec<u8> {
-    let attrs = [
-        raw::origin(0),
-        raw::as_path(&[PEER_AS]),
-        raw::next_hop(PEER_ADDR),
-    ]
-    .concat();
-    let nlri: Vec<u8> = prefixes.iter().flat_map(|p| raw::prefix(*p, 24)).collect();
-    raw::update(&[], &attrs, &nlri)
+    raw::announce(PEER_AS, PEER_ADDR, prefixes)
 }
 
 fn present(agent: &Agent, prefix: &str) -> Result<bool> {
@@ -86,6 +79,7 @@ families = ["ipv4-unicast"]
         SocketAddr::from(([192, 0, 2, 11], 179)),
         PEER_AS,
         PEER_ADDR,
+        &[],
     )?;
     agent.wait_established("tester", TIMEOUT)?;
 

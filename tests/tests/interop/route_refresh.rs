@@ -51,9 +51,15 @@ families = ["ipv4-unicast"]
         Ok(frr.routes(Family::Ipv4)?.contains_key("10.244.1.0/24"))
     })
     .with_context(|| format!("FRR's table: {:?}", frr.routes(Family::Ipv4)))?;
-    // Let our initial UPDATEs and End-of-RIB arrive before counting.
-    std::thread::sleep(Duration::from_secs(1));
-    let before = frr_stats(&frr)?;
+    // Our initial UPDATEs and End-of-RIB are in once the counter holds still for 1 s.
+    let mut before = frr_stats(&frr)?;
+    wait_until(TIMEOUT, Duration::ZERO, || {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = frr_stats(&frr)?;
+        let still = count(&now, "updatesRecv")? == count(&before, "updatesRecv")?;
+        before = now;
+        Ok(still)
+    })?;
     let ours_before = neighbor_detail(&agent, "leaf1")?;
 
     frr.vtysh("clear bgp 192.0.2.11 soft in")?;
@@ -84,6 +90,64 @@ families = ["ipv4-unicast"]
     ensure!(
         frr.routes(Family::Ipv4)?.contains_key("10.244.1.0/24"),
         "our route stays at FRR"
+    );
+    Ok(())
+}
+
+/// BIRD's `Import updates: received` count for protocol `node`.
+fn bird_updates_received(bird: &Bird) -> Result<u64> {
+    let text = bird.birdc("show protocols all node")?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Import updates:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no Import updates line: {text}"))
+}
+
+#[test]
+fn route_refresh_from_bird_is_answered_with_our_routes() -> Result<()> {
+    let (node, leaf) = pair()?;
+    let bird = Bird::start(&leaf, &bird_config(&["100.64.7.0/24"], ""))?;
+    let agent = Agent::start(&node, &node_config(&bird_peer("")))?;
+    agent.wait_established("leaf2", TIMEOUT)?;
+    bird.wait_established("node", TIMEOUT)?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(bird.routes("master4")?.contains_key("10.244.1.0/24"))
+    })
+    .with_context(|| format!("BIRD's table: {:?}", bird.routes("master4")))?;
+    let mut before = bird_updates_received(&bird)?;
+    wait_until(TIMEOUT, Duration::ZERO, || {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = bird_updates_received(&bird)?;
+        let still = now == before;
+        before = now;
+        Ok(still)
+    })?;
+    let ours_before = neighbor_detail(&agent, "leaf2")?;
+
+    // BIRD asks for our routes again (RFC 2918) and re-imports what we send.
+    bird.birdc("reload in node")?;
+    let refreshes = |d: &Value| d["messages_received"]["route_refresh"].as_u64();
+    let mut ours = Value::Null;
+    wait_until(TIMEOUT, POLL, || {
+        ours = neighbor_detail(&agent, "leaf2")?;
+        Ok(refreshes(&ours) > refreshes(&ours_before) && bird_updates_received(&bird)? > before)
+    })
+    .with_context(|| {
+        format!(
+            "BIRD's ROUTE-REFRESH answered: we counted {:?} (before {:?}), BIRD received {:?} updates (before {before})",
+            refreshes(&ours),
+            refreshes(&ours_before),
+            bird_updates_received(&bird)
+        )
+    })?;
+    ensure!(
+        ours["summary"]["state"] == "Established",
+        "session survived: {ours}"
+    );
+    ensure!(
+        bird.routes("master4")?.contains_key("10.244.1.0/24"),
+        "our route stays at BIRD"
     );
     Ok(())
 }

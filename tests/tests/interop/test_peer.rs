@@ -29,8 +29,36 @@ pub struct TestPeer {
 
 impl TestPeer {
     /// Connects from namespace `ns` to `to` as `asn` (4-octet AS, IPv4 unicast, route
-    /// refresh) with identifier `id`, and completes the OPEN/KEEPALIVE exchange.
-    pub fn establish(ns: &Netns, to: SocketAddr, asn: u32, id: Ipv4Addr) -> Result<Self> {
+    /// refresh, and `extra` capabilities) with identifier `id`, and completes the
+    /// OPEN/KEEPALIVE exchange. A connection refused while the daemon holds the session
+    /// idle (after a failure) is tried again, within [`WAIT`].
+    pub fn establish(
+        ns: &Netns,
+        to: SocketAddr,
+        asn: u32,
+        id: Ipv4Addr,
+        extra: &[Capability],
+    ) -> Result<Self> {
+        let start = std::time::Instant::now();
+        loop {
+            match Self::try_establish(ns, to, asn, id, extra) {
+                Ok(peer) => return Ok(peer),
+                Err(e) if start.elapsed() < WAIT => {
+                    eprintln!("test peer: {e:#}; trying again");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn try_establish(
+        ns: &Netns,
+        to: SocketAddr,
+        asn: u32,
+        id: Ipv4Addr,
+        extra: &[Capability],
+    ) -> Result<Self> {
         // The socket lives in the namespace it was created in, whichever thread uses it.
         let stream = ns
             .enter(|| TcpStream::connect_timeout(&to, WAIT))?
@@ -40,10 +68,11 @@ impl TestPeer {
         let (tx, received) = mpsc::channel();
         std::thread::spawn(move || read_messages(reader, tx));
         let mut peer = TestPeer { stream, received };
-        let caps = vec![
+        let mut caps = vec![
             Capability::MultiProtocol(Family::IPV4_UNICAST),
             Capability::RouteRefresh,
         ];
+        caps.extend_from_slice(extra);
         peer.send(&Message::Open(Open::new(asn, 0, id, caps)))?;
         match peer.recv()? {
             Some(Message::Open(o)) => {
@@ -58,6 +87,13 @@ impl TestPeer {
             Some(Message::Keepalive) => Ok(peer),
             other => bail!("expected a KEEPALIVE, got {other:?}"),
         }
+    }
+
+    /// Closes the connection without a NOTIFICATION, as a crashing speaker's kernel does.
+    pub fn close(self) -> Result<()> {
+        self.stream
+            .shutdown(std::net::Shutdown::Both)
+            .context("closing the test peer's connection")
     }
 
     /// Sends a message encoded by bgp-wire.
@@ -203,5 +239,17 @@ pub mod raw {
         let mut p = vec![len];
         p.extend_from_slice(&addr.octets()[..octets]);
         p
+    }
+
+    /// A well-formed UPDATE from `asn` announcing the /24s at `prefixes` via `next_hop`.
+    pub fn announce(asn: u32, next_hop_addr: Ipv4Addr, prefixes: &[Ipv4Addr]) -> Vec<u8> {
+        let attrs = [origin(0), as_path(&[asn]), next_hop(next_hop_addr)].concat();
+        let nlri: Vec<u8> = prefixes.iter().flat_map(|p| prefix(*p, 24)).collect();
+        update(&[], &attrs, &nlri)
+    }
+
+    /// The IPv4 unicast End-of-RIB marker: an UPDATE with nothing in it (RFC 4724 2).
+    pub fn end_of_rib() -> Vec<u8> {
+        update(&[], &[], &[])
     }
 }
