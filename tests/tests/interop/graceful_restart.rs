@@ -246,3 +246,60 @@ families = ["ipv4-unicast"]
     )?;
     Ok(())
 }
+
+/// BIRD killed and started again: its routes stay, stale, while it is away. It comes back
+/// without the F bit (it was not started in recovery mode, `bird -R`), so they are
+/// replaced at once by what it announces anew, and no stale path remains.
+#[test]
+fn graceful_restart_keeps_bird_routes_while_it_is_away() -> Result<()> {
+    let (node, leaf) = pair()?;
+    let networks = ["100.64.7.0/24", "100.64.8.0/24"];
+    let mut bird = Bird::start(&leaf, &bird_config(&networks, "graceful restart on;"))?;
+    let agent = Agent::start(&node, &node_config(&bird_peer("")))?;
+    agent.wait_established("leaf2", TIMEOUT)?;
+    let state = |prefix: &str| -> Result<Option<bool>> {
+        Ok(path(&agent, prefix, "leaf2")?.map(|p| p["stale"] == true))
+    };
+    wait_until(TIMEOUT, POLL, || {
+        Ok(networks
+            .iter()
+            .all(|n| state(n).ok().flatten() == Some(false)))
+    })
+    .with_context(|| format!("routes from BIRD: {:#?}", agent.routes()))?;
+
+    bird.kill()?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(networks
+            .iter()
+            .all(|n| state(n).ok().flatten() == Some(true)))
+    })
+    .with_context(|| format!("BIRD's routes kept stale: {:#?}", agent.routes()))?;
+    ensure!(
+        networks.iter().all(|n| in_fib(&agent, n).unwrap_or(false)),
+        "stale routes stay in the FIB: {:?}",
+        agent.request(&["show", "fib"])
+    );
+
+    bird.start_again()?;
+    agent.wait_established("leaf2", TIMEOUT)?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(networks
+            .iter()
+            .all(|n| state(n).ok().flatten() == Some(false)))
+    })
+    .with_context(|| {
+        format!(
+            "BIRD's routes fresh again: {:#?}\n{}",
+            agent.routes(),
+            agent.log()
+        )
+    })?;
+    ensure!(
+        agent
+            .log()
+            .contains("peer 192.0.2.1: back without forwarding state for ipv4-unicast"),
+        "BIRD's new OPEN has no F bit: the stale routes went at once:\n{}",
+        agent.log()
+    );
+    Ok(())
+}

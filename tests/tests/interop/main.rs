@@ -266,36 +266,8 @@ export = "accept-all"
 #[test]
 fn bird_session_routes_both_ways() -> Result<()> {
     let (node, leaf) = pair()?;
-    let bird = Bird::start(
-        &leaf,
-        &format!(
-            r#"
-router id 192.0.2.1;
-protocol device {{}}
-protocol static s4 {{ ipv4; route 100.64.7.0/24 blackhole; }}
-protocol bgp node {{
-  local 192.0.2.1 as 65002;
-  neighbor 192.0.2.11 as {NODE_AS};
-  connect delay time 1; connect retry time 2; error wait time 1, 5;
-  ipv4 {{ import all; export all; }};
-}}
-"#
-        ),
-    )?;
-    let agent = Agent::start(
-        &node,
-        &node_config(
-            r#"
-[[peer]]
-name = "leaf2"
-address = "192.0.2.1"
-remote-asn = 65002
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-"#,
-        ),
-    )?;
+    let bird = Bird::start(&leaf, &bird_config(&["100.64.7.0/24"], ""))?;
+    let agent = Agent::start(&node, &node_config(&bird_peer("")))?;
     let took = agent.wait_established("leaf2", TIMEOUT)?;
     println!("Established with BIRD after {took:?}");
     bird.wait_established("node", TIMEOUT)?;
@@ -307,5 +279,26 @@ families = ["ipv4-unicast"]
         Ok(bird.routes("master4")?.contains_key("10.244.1.0/24"))
     })
     .with_context(|| format!("BIRD's table: {:?}", bird.routes("master4")))?;
+
+    // Withdrawals both ways: BIRD drops its static route, we delete one added at run time.
+    agent.table(&["route", "add", "10.244.9.0/24"])?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(bird.routes("master4")?.contains_key("10.244.9.0/24"))
+    })
+    .context("route add reaching BIRD")?;
+    bird.configure(&bird_config(&[], ""))?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(!has_route(&agent, "100.64.7.0/24", "leaf2")?)
+    })
+    .context("withdrawal from BIRD")?;
+    agent.table(&["route", "del", "10.244.9.0/24"])?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(!bird.routes("master4")?.contains_key("10.244.9.0/24"))
+    })
+    .context("route del reaching BIRD")?;
+    ensure!(
+        bird.routes("master4")?.contains_key("10.244.1.0/24"),
+        "our other route went too"
+    );
     Ok(())
 }
