@@ -20,6 +20,7 @@ pub mod bird;
 pub mod frames;
 pub mod frr;
 pub mod peer;
+pub mod scripted_peer;
 
 /// Prefix of every namespace and pin directory the lab creates.
 pub const PREFIX: &str = "bgpt";
