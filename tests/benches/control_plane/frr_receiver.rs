@@ -85,8 +85,8 @@ impl Receiver for FrrReceiver {
     /// `ribCount` of the summary: the table's nodes (about 2 per /32, intermediate
     /// nodes included), 0 once every route is gone. `pfxRcd` drops to 0 as soon as the
     /// session is down, before the table is cleared, so it cannot say when that ends.
-    fn remaining(&mut self) -> Result<u64> {
-        u64_field(&self.summary()?, "ribCount")
+    fn remaining(&mut self) -> Result<Option<u64>> {
+        u64_field(&self.summary()?, "ribCount").map(Some)
     }
 
     fn pids(&self) -> Result<Vec<u32>> {

@@ -8,6 +8,7 @@
 //! Run with `cargo xtask bench control-plane` (root); `--only bird,frr` leaves the
 //! speaker out while it is being written (then no RESULT line is printed).
 
+mod answers;
 mod bird_receiver;
 mod frr_receiver;
 mod measure;
@@ -99,7 +100,11 @@ fn run(args: Args) -> Result<()> {
             for &kind in &kinds {
                 let r = measure::run_once(kind, &feed, &poll)
                     .with_context(|| format!("{kind} with {n} routes, run {run_no}"))?;
-                println!("{}", report::run_line(kind, run_no, args.runs, n, &r));
+                let load = load_average();
+                println!(
+                    "{}",
+                    report::run_line(kind, run_no, args.runs, n, &r, &load)
+                );
                 runs.entry(kind).or_default().push(r);
             }
         }
@@ -156,12 +161,15 @@ fn print_header(kinds: &[Kind], args: &Args) -> Result<()> {
          protocol); frr = bgpd, run without zebra (-Z, no FIB)"
     );
     println!(
-        "  Loc-RIB count: ours = `bgp-ctl show neighbors --json` accepted; bird = `show route \
-         table master4 count`; frr = min(pfxRcd, table version growth), then ribCount = 0 \
-         for the withdrawal"
+        "  Loc-RIB count: ours = `bgp-ctl show neighbors --json` accepted; bird = the \
+         channel's imported count, then `show route table master4 count` = 0 for the \
+         withdrawal; frr = min(pfxRcd, table version growth), then ribCount = 0 for the \
+         withdrawal"
     );
     println!(
-        "  timestamps after each query returns; {} ms between queries; {} runs, medians",
+        "  times are upper bounds: taken when the query that saw the end returned ({} ms \
+         between queries); `-x` = how much earlier the end may have come (back to the start \
+         of the previous query); {} runs, medians",
         args.poll_ms, args.runs
     );
     Ok(())

@@ -36,8 +36,12 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// What one run measured.
 #[derive(Debug, Clone, Copy)]
 pub struct Run {
-    /// From Established until the whole feed was in the Loc-RIB.
+    /// From Established until the whole feed was in the Loc-RIB (the return of the
+    /// query that saw it: an upper bound).
     pub receive: Duration,
+    /// How much earlier than `receive` the feed may have been complete (see
+    /// `Done::window`): the measurement's resolution.
+    pub receive_window: Duration,
     /// From Established until the feeder had handed its last byte to the kernel.
     pub feeder_sent: Duration,
     /// Resident memory of the receiver's processes before the session came up.
@@ -47,8 +51,10 @@ pub struct Run {
     pub peak_rss: u64,
     /// The same high-water marks once the withdrawal was over.
     pub peak_rss_after_withdraw: u64,
-    /// From the feeder's close until the Loc-RIB was empty.
+    /// From the feeder's close until the Loc-RIB was empty (an upper bound, likewise).
     pub withdraw: Duration,
+    /// The resolution of `withdraw`.
+    pub withdraw_window: Duration,
     /// Receiver queries made while waiting for the load.
     pub polls: u32,
 }
@@ -125,16 +131,19 @@ pub fn run_once(kind: Kind, feed: &Arc<Feed>, poll: &Poll) -> Result<Run> {
     // Load: the timestamp is taken after the query that saw the whole feed returned.
     let timeout = poll.timeout(feed.routes());
     let mut polls = 0;
-    let loaded_at = wait_for(kind, "load", timeout, poll.interval, || {
+    let loaded = wait_for(kind, "load", timeout, poll.interval, || {
         polls += 1;
         feeder.check()?;
         let got = rx.routes()?;
         if got > n {
             bail!("{kind} reports {got} routes, more than the {n} sent");
         }
-        Ok((got == n && rx.selected(feed.last_prefix())?, got))
+        Ok((
+            got == n && rx.selected(feed.last_prefix())?,
+            got.to_string(),
+        ))
     })?;
-    let receive = loaded_at - established;
+    let receive = loaded.at - established;
     let feeder_sent = feeder
         .sent_at()
         .map_or(receive, |s| s.saturating_duration_since(established));
@@ -145,45 +154,64 @@ pub fn run_once(kind: Kind, feed: &Arc<Feed>, poll: &Poll) -> Result<Run> {
 
     // Withdrawal: the feeder closes its socket, as when its process dies.
     let died = feeder.die()?;
-    let emptied_at = wait_for(kind, "withdrawal", timeout, poll.interval, || {
-        let left = rx.remaining()?;
-        Ok((left == 0, left))
+    let emptied = wait_for(kind, "withdrawal", timeout, poll.interval, || {
+        Ok(match rx.remaining()? {
+            Some(left) => (left == 0, left.to_string()),
+            None => (false, "still being removed".into()),
+        })
     })?;
-    let withdraw = emptied_at.saturating_duration_since(died);
+    let withdraw = emptied.at.saturating_duration_since(died);
     let peak_rss_after_withdraw = sum(&pids, peer::peak_rss_bytes)?;
     Ok(Run {
         receive,
+        receive_window: loaded.window,
         feeder_sent,
         idle_rss,
         peak_rss,
         peak_rss_after_withdraw,
         withdraw,
+        withdraw_window: emptied.window,
         polls,
     })
 }
 
-/// Polls `done` (which also returns the count it saw) every `interval` after each
-/// query returns, until it says done; returns the instant after that query returned.
+/// When a wait ended.
+struct Done {
+    /// The instant the query that saw the end returned.
+    at: Instant,
+    /// How long before `at` the end may have come: back to the start of the previous
+    /// query, which still saw it unfinished (or to the start of the wait).
+    window: Duration,
+}
+
+/// Polls `done` (which also says what it saw), pausing `interval` after each
+/// query returns, until it says done.
 fn wait_for(
     kind: Kind,
     what: &str,
     timeout: Duration,
     interval: Duration,
-    mut done: impl FnMut() -> Result<(bool, u64)>,
-) -> Result<Instant> {
+    mut done: impl FnMut() -> Result<(bool, String)>,
+) -> Result<Done> {
     let start = Instant::now();
+    let mut previous_start = start;
     loop {
+        let query_start = Instant::now();
         let (finished, count) = done().with_context(|| format!("{kind}: during the {what}"))?;
         let now = Instant::now();
         if finished {
-            return Ok(now);
+            return Ok(Done {
+                at: now,
+                window: now - previous_start,
+            });
         }
         if now - start > timeout {
             bail!(
-                "{kind}: {what} not finished after {:.1} s (last count {count})",
+                "{kind}: {what} not finished after {:.1} s (last seen: {count})",
                 timeout.as_secs_f64()
             );
         }
+        previous_start = query_start;
         std::thread::sleep(interval);
     }
 }

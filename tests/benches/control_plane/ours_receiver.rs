@@ -17,14 +17,16 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use bgp_ctl::api::{API_VERSION, Envelope, Reply};
 use lab::{
     Netns, PinDir,
     peer::{Daemon, RunDir},
     wait_until,
 };
 
-use crate::receiver::{PeerSetup, Receiver};
+use crate::{
+    answers::accepted_of,
+    receiver::{PeerSetup, Receiver},
+};
 
 /// How long the daemon may take until its control socket answers.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -140,7 +142,7 @@ impl OursReceiver {
 }
 
 /// The config: the feeder as a passive eBGP peer with the built-in `accept-all` import
-/// policy and no export policy (RFC 8212: nothing is sent back), IPv4 only, no graceful
+/// and `reject-all` export policies (nothing is sent back), IPv4 only, no graceful
 /// restart (the feeder's routes go as soon as it dies). The dataplane section is
 /// required by the schema: the program goes on the receiver's link in skb mode, with its
 /// pins in a directory of its own.
@@ -170,6 +172,7 @@ remote-asn = {feeder_asn}
 passive = true
 families = ["ipv4-unicast"]
 import = "accept-all"
+export = "reject-all"
 "#,
         local = s.local,
         asn = s.asn,
@@ -178,26 +181,6 @@ import = "accept-all"
         feeder = s.feeder,
         feeder_asn = s.feeder_asn,
     )
-}
-
-/// `accepted` of the neighbor at `feeder` in `show neighbors --json` output.
-fn accepted_of(text: &str, feeder: std::net::IpAddr) -> Result<u64> {
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let env: Envelope<Reply> = serde_json::from_str(line)
-            .with_context(|| format!("ours: not a control API line: {line}"))?;
-        if env.version != API_VERSION {
-            bail!(
-                "ours: the daemon speaks API version {}, the bench {API_VERSION}",
-                env.version
-            );
-        }
-        if let Reply::Neighbor(n) = env.body
-            && n.address == feeder
-        {
-            return Ok(n.accepted);
-        }
-    }
-    bail!("ours: no neighbor {feeder} in `show neighbors --json`: {text:?}")
 }
 
 impl Receiver for OursReceiver {

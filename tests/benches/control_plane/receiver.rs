@@ -94,9 +94,10 @@ pub trait Receiver {
         Ok(true)
     }
 
-    /// After the feeder's session died: routes still in the Loc-RIB.
-    fn remaining(&mut self) -> Result<u64> {
-        self.routes()
+    /// After the feeder's session died: routes still in the Loc-RIB, or `None` while
+    /// the receiver says it is still removing them without counting them.
+    fn remaining(&mut self) -> Result<Option<u64>> {
+        self.routes().map(Some)
     }
 
     /// The processes whose memory is counted as this receiver's.

@@ -25,7 +25,7 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
     let n = values.len();
     match n {
         0 => None,
-        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ if !n.is_multiple_of(2) => Some(values[n / 2]),
         _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
     }
 }
@@ -60,12 +60,20 @@ impl Summary {
 }
 
 /// One measured run, as printed while the benchmark goes.
-pub fn run_line(kind: Kind, run_no: usize, runs: usize, routes: u32, r: &Run) -> String {
+pub fn run_line(
+    kind: Kind,
+    run_no: usize,
+    runs: usize,
+    routes: u32,
+    r: &Run,
+    load: &str,
+) -> String {
     let s = r.receive.as_secs_f64();
     format!(
-        "  {kind:<4} run {run_no}/{runs}: received in {s:.3} s ({} routes/s; feeder done after \
-         {:.3} s, {} polls), peak RSS {} ({} B/route, {} B/route above idle {}), withdrawn \
-         in {:.3} s (peak RSS by then {})",
+        "  {kind:<4} run {run_no}/{runs}: received in {s:.3} s (-{:.3}; {} routes/s; feeder \
+         done after {:.3} s; {} polls), peak RSS {} ({} B/route, {} above idle {}), \
+         withdrawn in {:.3} s (-{:.3}; peak RSS by then {}); load {load}",
+        r.receive_window.as_secs_f64(),
         thousands(rate(routes, s)),
         r.feeder_sent.as_secs_f64(),
         r.polls,
@@ -74,6 +82,7 @@ pub fn run_line(kind: Kind, run_no: usize, runs: usize, routes: u32, r: &Run) ->
         r.peak_rss.saturating_sub(r.idle_rss) / u64::from(routes),
         mb(r.idle_rss),
         r.withdraw.as_secs_f64(),
+        r.withdraw_window.as_secs_f64(),
         mb(r.peak_rss_after_withdraw),
     )
 }
@@ -137,7 +146,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
