@@ -18,7 +18,7 @@ pub struct ControlPlane {
     /// Feed sizes, comma separated (default 100000,1000000).
     #[arg(long, value_delimiter = ',')]
     routes: Vec<u32>,
-    /// Runs per receiver and size; medians are reported (default 3).
+    /// Runs per receiver and size; medians are reported (default 5).
     #[arg(long)]
     runs: Option<usize>,
 }
