@@ -1,7 +1,7 @@
 //! BIRD 2 as a receiver: RIB only (no kernel protocol, so nothing goes to a FIB),
 //! `import all; export none;` towards the feeder.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use lab::{Netns, bird::Bird};
 
 use crate::{
@@ -55,6 +55,15 @@ impl Receiver for BirdReceiver {
     fn routes(&mut self) -> Result<u64> {
         let text = self.bird.birdc(&format!("show protocols all {PROTOCOL}"))?;
         imported(&text)
+    }
+
+    /// The channel's counter against the table itself.
+    fn confirm(&mut self, n: u64) -> Result<()> {
+        let in_table = self.bird.route_count(TABLE)?;
+        if in_table != n {
+            bail!("BIRD's channel counted {n} routes imported, its table holds {in_table}");
+        }
+        Ok(())
     }
 
     /// While the feeder's protocol is in state `flush` (`show protocols feeder`, answered

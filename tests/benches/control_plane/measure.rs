@@ -150,6 +150,8 @@ pub fn run_once(kind: Kind, feed: &Arc<Feed>, poll: &Poll) -> Result<Run> {
 
     std::thread::sleep(SETTLE);
     feeder.check()?;
+    rx.confirm(n)
+        .with_context(|| format!("{kind}: after the load"))?;
     let peak_rss = sum(&pids, peer::peak_rss_bytes)?;
 
     // Withdrawal: the feeder closes its socket, as when its process dies.

@@ -94,6 +94,13 @@ pub trait Receiver {
         Ok(true)
     }
 
+    /// After the load was timed: a costlier check that the Loc-RIB holds exactly `n`
+    /// routes, where the cheap count of [`Receiver::routes`] might not say it all.
+    fn confirm(&mut self, n: u64) -> Result<()> {
+        let _ = n;
+        Ok(())
+    }
+
     /// After the feeder's session died: routes still in the Loc-RIB, or `None` while
     /// the receiver says it is still removing them without counting them.
     fn remaining(&mut self) -> Result<Option<u64>> {
