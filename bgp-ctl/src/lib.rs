@@ -5,3 +5,5 @@
 //! and CLI sit on top.
 
 pub mod fib;
+pub mod health;
+pub mod http;

@@ -14,6 +14,7 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 
+pub mod dist;
 pub mod frames;
 
 /// Prefix of every namespace and pin directory the lab creates.

@@ -2,6 +2,7 @@
 
 mod cargo;
 mod demo;
+mod dist;
 mod prereq;
 mod setup;
 
@@ -42,6 +43,9 @@ enum Cmd {
     /// Set up if needed, then: rustfmt check, clippy -D warnings, unit and integration
     /// tests (root: they create network namespaces).
     Test,
+    /// Build the Debian package (release binary, systemd unit, example config, man
+    /// pages, bash/zsh/fish completions) into target/dist/.
+    Dist,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +77,7 @@ fn run(cli: Cli) -> Result<()> {
             setup_if_missing()?;
             cargo::test()
         }
+        Cmd::Dist => dist::dist().map(drop),
     }
 }
 

@@ -35,10 +35,18 @@ const RUN_PACKAGES: &[&str] = &[
     "tcpdump",
     "frr",
     "bird2",
+    // The packaging tests: `systemd-analyze verify` (which runs `man` for the unit's
+    // Documentation=), dpkg into a throwaway root, a venv for kubernetes-validate.
+    "systemd",
+    "man-db",
+    "python3-venv",
 ];
 
 /// bpf-linker, built against Debian's LLVM 22 (the LLVM of Debian's rustc).
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// cargo-deb, which `cargo xtask dist` packages with (3.8.0 builds with Rust 1.85+).
+pub const CARGO_DEB_VERSION: &str = "3.8.0";
 
 /// What one piece of the machine lacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +59,10 @@ pub enum Missing {
     BpfLinker,
     /// No bpffs at /sys/fs/bpf.
     Bpffs,
+    /// cargo-deb not installed (`cargo xtask dist`).
+    CargoDeb,
+    /// kubernetes-validate not in the tools venv (the DaemonSet test).
+    KubernetesValidate,
 }
 
 impl std::fmt::Display for Missing {
@@ -60,6 +72,10 @@ impl std::fmt::Display for Missing {
             Self::Toolchain(t) => write!(f, "rust toolchain `{t}` with its library source"),
             Self::BpfLinker => write!(f, "bpf-linker"),
             Self::Bpffs => write!(f, "bpffs mounted at /sys/fs/bpf"),
+            Self::CargoDeb => write!(f, "cargo-deb"),
+            Self::KubernetesValidate => {
+                write!(f, "kubernetes-validate in {}", lab::dist::TOOLS_VENV)
+            }
         }
     }
 }
@@ -92,6 +108,12 @@ pub fn missing(need: Need) -> Vec<Missing> {
     }
     if need == Need::Everything && !bpffs_mounted() {
         out.push(Missing::Bpffs);
+    }
+    if need == Need::Everything && !succeeds("cargo", &["deb", "--version"]) {
+        out.push(Missing::CargoDeb);
+    }
+    if need == Need::Everything && !kubernetes_validate_ready() {
+        out.push(Missing::KubernetesValidate);
     }
     out
 }
@@ -139,6 +161,18 @@ pub fn toolchain_ready(tc: &str) -> bool {
     Path::new(&sysroot)
         .join("lib/rustlib/src/rust/library/core/Cargo.toml")
         .exists()
+}
+
+/// The venv's kubernetes-validate runs and is the pinned version.
+fn kubernetes_validate_ready() -> bool {
+    Command::new(lab::dist::kubernetes_validate())
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .contains(lab::dist::KUBERNETES_VALIDATE_VERSION)
+        })
 }
 
 pub fn bpffs_mounted() -> bool {

@@ -4,7 +4,7 @@ use std::{process::Command, time::Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::prereq::{self, BPF_LINKER_VERSION, DEBIAN_TOOLCHAIN, Missing, Need};
+use crate::prereq::{self, BPF_LINKER_VERSION, CARGO_DEB_VERSION, DEBIAN_TOOLCHAIN, Missing, Need};
 
 /// Installs everything missing; prints that all is present when nothing is.
 pub fn setup() -> Result<()> {
@@ -12,7 +12,7 @@ pub fn setup() -> Result<()> {
     let missing = prereq::missing(Need::Everything);
     if missing.is_empty() {
         println!(
-            "setup: everything is present (packages, toolchain `{}`, bpf-linker, bpffs) [{:.1} s]",
+            "setup: everything is present (packages, toolchain `{}`, bpf-linker, bpffs, cargo-deb, kubernetes-validate) [{:.1} s]",
             prereq::toolchain(),
             start.elapsed().as_secs_f64()
         );
@@ -29,6 +29,15 @@ pub fn setup() -> Result<()> {
             Missing::Toolchain(tc) => install_toolchain(tc)?,
             Missing::BpfLinker => install_bpf_linker()?,
             Missing::Bpffs => run("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"])?,
+            Missing::CargoDeb => run(
+                "cargo",
+                &[
+                    "install",
+                    &format!("cargo-deb@{CARGO_DEB_VERSION}"),
+                    "--locked",
+                ],
+            )?,
+            Missing::KubernetesValidate => install_kubernetes_validate()?,
         }
     }
     let still = prereq::missing(Need::Everything);
@@ -103,6 +112,23 @@ fn install_bpf_linker() -> Result<()> {
         bail!("cargo install bpf-linker failed ({status})");
     }
     Ok(())
+}
+
+/// kubernetes-validate and the Kubernetes schemas it bundles, in a venv of their own.
+fn install_kubernetes_validate() -> Result<()> {
+    let venv = lab::dist::TOOLS_VENV;
+    run("python3", &["-m", "venv", venv])?;
+    run(
+        &format!("{venv}/bin/pip"),
+        &[
+            "install",
+            "--quiet",
+            &format!(
+                "kubernetes-validate=={}",
+                lab::dist::KUBERNETES_VALIDATE_VERSION
+            ),
+        ],
+    )
 }
 
 fn run(program: &str, args: &[&str]) -> Result<()> {
