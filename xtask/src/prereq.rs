@@ -36,10 +36,12 @@ const RUN_PACKAGES: &[&str] = &[
     "frr",
     "bird2",
     // The packaging tests: `systemd-analyze verify` (which runs `man` for the unit's
-    // Documentation=), dpkg into a throwaway root, a venv for kubernetes-validate.
+    // Documentation=), a venv for kubernetes-validate, the unit's sandbox checked with
+    // setpriv (util-linux) and strace.
     "systemd",
     "man-db",
     "python3-venv",
+    "strace",
 ];
 
 /// bpf-linker, built against Debian's LLVM 22 (the LLVM of Debian's rustc).
