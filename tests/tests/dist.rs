@@ -206,6 +206,21 @@ fn installs_verifies_removes_and_purges_in_a_throwaway_root() -> Result<()> {
         out.status
     );
 
+    // Reinstalling runs the upgrade path of the maintainer scripts, and keeps the
+    // operator's edit of the conffile.
+    let conf = root.join("etc/bgp-ctl/bgp-ctl.toml");
+    let original = std::fs::read_to_string(&conf)?;
+    let edited = original.replace("asn = 4200000001", "asn = 4200000002");
+    assert_ne!(edited, original, "the example has the node's ASN");
+    std::fs::write(&conf, &edited)?;
+    root.dpkg(&["--install", deb], &[])?;
+    assert_eq!(root.status()?, "installed");
+    assert_eq!(
+        std::fs::read_to_string(&conf)?,
+        edited,
+        "upgrade kept the edit"
+    );
+
     // Remove: the files go, the conffile stays.
     root.dpkg(&["--remove", "bgp-ctl"], &[])?;
     assert_eq!(root.status()?, "config-files");

@@ -15,20 +15,23 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::prereq::{self, Missing, Need};
+use crate::{
+    prereq::{self, Need},
+    setup,
+};
 
 /// Shells whose completions the package ships.
 const SHELLS: &[&str] = &["bash", "zsh", "fish"];
 
-/// Builds the package; returns its path.
+/// Builds the package; returns its path. On a fresh machine, installs what the build
+/// and cargo-deb need first, as `run` and `test` do.
 pub fn dist() -> Result<PathBuf> {
     let start = Instant::now();
-    let mut missing = prereq::missing(Need::Build);
-    if !prereq::succeeds("cargo", &["deb", "--version"]) {
-        missing.push(Missing::CargoDeb);
-    }
+    let missing = prereq::missing(Need::Dist);
     if !missing.is_empty() {
-        bail!("{}", prereq::one_line(&missing));
+        let what: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        println!("dist: missing {}; installing it first", what.join(", "));
+        setup::setup_for(Need::Dist)?;
     }
     let target = lab::dist::target_dir();
 

@@ -87,6 +87,8 @@ impl std::fmt::Display for Missing {
 pub enum Need {
     /// Compile everything.
     Build,
+    /// Compile and package (`cargo xtask dist`): also cargo-deb.
+    Dist,
     /// Compile, run and test: also the peers, tools and bpffs.
     Everything,
 }
@@ -111,7 +113,7 @@ pub fn missing(need: Need) -> Vec<Missing> {
     if need == Need::Everything && !bpffs_mounted() {
         out.push(Missing::Bpffs);
     }
-    if need == Need::Everything && !succeeds("cargo", &["deb", "--version"]) {
+    if need != Need::Build && !succeeds("cargo", &["deb", "--version"]) {
         out.push(Missing::CargoDeb);
     }
     if need == Need::Everything && !kubernetes_validate_ready() {

@@ -8,8 +8,13 @@ use crate::prereq::{self, BPF_LINKER_VERSION, CARGO_DEB_VERSION, DEBIAN_TOOLCHAI
 
 /// Installs everything missing; prints that all is present when nothing is.
 pub fn setup() -> Result<()> {
+    setup_for(Need::Everything)
+}
+
+/// Installs what `need` lacks.
+pub fn setup_for(need: Need) -> Result<()> {
     let start = Instant::now();
-    let missing = prereq::missing(Need::Everything);
+    let missing = prereq::missing(need);
     if missing.is_empty() {
         println!(
             "setup: everything is present (packages, toolchain `{}`, bpf-linker, bpffs, cargo-deb, kubernetes-validate) [{:.1} s]",
@@ -40,7 +45,7 @@ pub fn setup() -> Result<()> {
             Missing::KubernetesValidate => install_kubernetes_validate()?,
         }
     }
-    let still = prereq::missing(Need::Everything);
+    let still = prereq::missing(need);
     if !still.is_empty() {
         bail!("setup finished but {}", prereq::one_line(&still));
     }
