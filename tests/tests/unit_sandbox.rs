@@ -1,6 +1,7 @@
 //! The systemd unit's sandbox against the real binary: its capability bounding set is
 //! enough for the dataplane's whole cycle and each capability in it is needed; every
-//! system call that cycle makes passes its `SystemCallFilter=`. (Kept in step with the
+//! system call that cycle makes passes its `SystemCallFilter=`, `MemoryDenyWriteExecute=`
+//! and `RestrictAddressFamilies=`. (Kept in step with the
 //! daemon: when `bgp-ctl daemon` exists, run it here too.)
 
 mod support;
@@ -231,5 +232,31 @@ fn every_syscall_of_the_dataplane_cycle_passes_the_units_filter() -> Result<()> 
         denied.is_empty(),
         "SystemCallFilter= of the unit would refuse {denied:?} (used: {used:?})"
     );
+
+    // MemoryDenyWriteExecute=yes refuses writable+executable mappings and making
+    // memory executable later; the BPF JIT writes its code in the kernel, not here.
+    if unit_values("MemoryDenyWriteExecute")? == ["yes"] {
+        for line in text.lines() {
+            let wx = line.contains("mmap(") && line.contains("PROT_WRITE|PROT_EXEC");
+            let mx = line.contains("mprotect(") && line.contains("PROT_EXEC");
+            assert!(
+                !wx && !mx,
+                "MemoryDenyWriteExecute=yes would refuse: {line}"
+            );
+        }
+    }
+    // RestrictAddressFamilies= lists every family the cycle opens a socket of.
+    let families = unit_values("RestrictAddressFamilies")?;
+    for line in text.lines().filter(|l| l.contains(" socket(")) {
+        let family = line
+            .split("socket(")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_default();
+        assert!(
+            families.iter().any(|f| f == family),
+            "RestrictAddressFamilies={families:?} would refuse: {line}"
+        );
+    }
     Ok(())
 }
