@@ -1,8 +1,7 @@
 //! The systemd unit's sandbox against the real binary: its capability bounding set is
 //! enough for the dataplane's whole cycle and each capability in it is needed; every
 //! system call that cycle makes passes its `SystemCallFilter=`, `MemoryDenyWriteExecute=`
-//! and `RestrictAddressFamilies=`. (Kept in step with the
-//! daemon: when `bgp-ctl daemon` exists, run it here too.)
+//! and `RestrictAddressFamilies=`. When `bgp-ctl daemon` exists, run it here too.
 
 mod support;
 
