@@ -126,14 +126,19 @@ fn the_daemonset_has_what_the_agent_needs() -> Result<()> {
     caps.sort();
     assert_eq!(caps, unit_capabilities()?);
 
-    // Probes on the endpoints of the health module, at the configured HTTP address.
+    // Liveness on /healthz at the configured HTTP address; readiness is `bgp-ctl
+    // health`, whose one line naming each failing condition lands in the pod's events.
     assert_eq!(agent["livenessProbe"]["httpGet"]["path"], "/healthz");
-    assert_eq!(agent["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(agent["startupProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(
+        agent["readinessProbe"]["exec"]["command"],
+        serde_json::json!(["/usr/bin/bgp-ctl", "health"])
+    );
     let cm = load("configmap.yaml")?;
     let template = cm["data"]["bgp-ctl.toml.in"]
         .as_str()
         .context("no template")?;
-    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+    for probe in ["livenessProbe", "startupProbe"] {
         let get = &agent[probe]["httpGet"];
         let addr = format!(
             "listen = \"{}:{}\"",
