@@ -18,6 +18,21 @@ enum Command {
     /// Operate the XDP forwarding plane directly (no daemon needed).
     #[command(subcommand)]
     Dataplane(DataplaneCommand),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file: prints every mistake with its line and field, and
+    /// warnings (such as RFC 8212 defaults); exits non-zero on any mistake.
+    ///
+    /// Example: bgp-ctl config check /etc/bgp-ctl/bgp-ctl.toml
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
 }
 
 /// `bgp-ctl generate ...`: writes the man pages and completions of [`Cli`] for the
@@ -160,6 +175,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     anyhow::bail!("no link pinned for {iface} in {}", pin_dir.display());
                 }
             }
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            let loaded = bgp_ctl::config::load(&file)?;
+            for w in &loaded.warnings {
+                eprintln!("{}: warning: {w}", file.display());
+            }
+            println!(
+                "{}: ok ({} peers, {} dynamic-neighbor ranges, {} policies)",
+                file.display(),
+                loaded.config.peer.len(),
+                loaded.config.dynamic_neighbors.len(),
+                loaded.config.policy.len()
+            );
         }
         Command::Dataplane(DataplaneCommand::Stats { pin_dir }) => {
             let c = bgp_ctl::fib::FibMaps::open(&pin_dir)?.counters()?;

@@ -112,3 +112,110 @@ impl Capability {
         }
     }
 }
+
+/// Why a capability could not be decoded.
+pub(crate) fn decode_capability(code: u8, value: &[u8]) -> Result<Capability, String> {
+    use crate::wire;
+    let bad = || format!("capability {code} with a value of {} octets", value.len());
+    let family = |v: &[u8]| -> Option<Family> {
+        let (v, afi) = wire::u16(v).ok()?;
+        let (v, _reserved) = wire::u8(v).ok()?;
+        let (v, safi) = wire::u8(v).ok()?;
+        v.is_empty().then_some(Family {
+            afi: crate::Afi::from(afi),
+            safi: crate::Safi::from(safi),
+        })
+    };
+    Ok(match CapabilityCode::from(code) {
+        CapabilityCode::MultiProtocol => Capability::MultiProtocol(family(value).ok_or_else(bad)?),
+        CapabilityCode::RouteRefresh if value.is_empty() => Capability::RouteRefresh,
+        CapabilityCode::ExtendedMessage if value.is_empty() => Capability::ExtendedMessage,
+        CapabilityCode::EnhancedRouteRefresh if value.is_empty() => {
+            Capability::EnhancedRouteRefresh
+        }
+        CapabilityCode::FourOctetAs => match wire::u32(value) {
+            Ok((&[], asn)) => Capability::FourOctetAs(asn),
+            _ => return Err(bad()),
+        },
+        CapabilityCode::GracefulRestart => {
+            let (mut rest, head) = wire::u16(value).map_err(|_| bad())?;
+            if rest.len() % 4 != 0 {
+                return Err(bad());
+            }
+            let mut families = Vec::with_capacity(rest.len() / 4);
+            while let Ok((r, (afi, safi, flags))) =
+                nom::Parser::parse(&mut (wire::u16, wire::u8, wire::u8), rest)
+            {
+                families.push(GracefulRestartFamily {
+                    family: Family {
+                        afi: crate::Afi::from(afi),
+                        safi: crate::Safi::from(safi),
+                    },
+                    forwarding_preserved: flags & 0x80 != 0,
+                });
+                rest = r;
+            }
+            Capability::GracefulRestart(GracefulRestart {
+                restarting: head & 0x8000 != 0,
+                notification: head & 0x4000 != 0,
+                restart_time: head & 0x0FFF,
+                families,
+            })
+        }
+        CapabilityCode::RouteRefresh
+        | CapabilityCode::ExtendedMessage
+        | CapabilityCode::EnhancedRouteRefresh => return Err(bad()),
+        CapabilityCode::Other(code) => Capability::Other {
+            code,
+            value: Bytes::copy_from_slice(value),
+        },
+    })
+}
+
+impl Capability {
+    /// Length of the value on the wire.
+    pub(crate) fn value_len(&self) -> usize {
+        match self {
+            Capability::MultiProtocol(_) | Capability::FourOctetAs(_) => 4,
+            Capability::RouteRefresh
+            | Capability::ExtendedMessage
+            | Capability::EnhancedRouteRefresh => 0,
+            Capability::GracefulRestart(gr) => 2 + 4 * gr.families.len(),
+            Capability::Other { value, .. } => value.len(),
+        }
+    }
+
+    /// Writes code, length and value. The caller checks that the value fits 255 octets.
+    pub(crate) fn put(&self, out: &mut bytes::BytesMut) {
+        use bytes::BufMut;
+        out.put_u8(self.code().code());
+        out.put_u8(self.value_len() as u8);
+        match self {
+            Capability::MultiProtocol(f) => {
+                out.put_u16(f.afi.code());
+                out.put_u8(0);
+                out.put_u8(f.safi.code());
+            }
+            Capability::FourOctetAs(asn) => out.put_u32(*asn),
+            Capability::RouteRefresh
+            | Capability::ExtendedMessage
+            | Capability::EnhancedRouteRefresh => {}
+            Capability::GracefulRestart(gr) => {
+                let mut head = gr.restart_time & 0x0FFF;
+                if gr.restarting {
+                    head |= 0x8000;
+                }
+                if gr.notification {
+                    head |= 0x4000;
+                }
+                out.put_u16(head);
+                for f in &gr.families {
+                    out.put_u16(f.family.afi.code());
+                    out.put_u8(f.family.safi.code());
+                    out.put_u8(if f.forwarding_preserved { 0x80 } else { 0 });
+                }
+            }
+            Capability::Other { value, .. } => out.put_slice(value),
+        }
+    }
+}

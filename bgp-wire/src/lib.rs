@@ -5,16 +5,23 @@
 //! (treat-as-withdraw, attribute discard or session reset); a session reset comes back as
 //! the [`Notification`] to send.
 
+mod as4;
 pub mod as_path;
 pub mod attribute;
 pub mod capability;
 pub mod community;
+pub mod error;
 pub mod family;
 pub mod message;
+mod nlri;
 pub mod notification;
 pub mod open;
 pub mod route_refresh;
 pub mod update;
+mod update_decode;
+mod update_encode;
+pub mod update_packer;
+mod wire;
 
 pub use as_path::{AsPath, AsSegment, SegmentType};
 pub use attribute::{
@@ -22,14 +29,16 @@ pub use attribute::{
 };
 pub use capability::{Capability, CapabilityCode, GracefulRestart, GracefulRestartFamily};
 pub use community::{Community, LargeCommunity};
+pub use error::{DecodeError, EncodeError};
 pub use family::{Afi, Family, Safi};
-pub use message::{CodecContext, Message, MessageType};
+pub use message::{CodecContext, Message, MessageType, frame_length};
 pub use notification::{
     CeaseSubcode, HeaderSubcode, Notification, NotificationCode, OpenSubcode, UpdateSubcode,
 };
 pub use open::Open;
 pub use route_refresh::{RouteRefresh, RouteRefreshSubtype};
 pub use update::{AttributeIssue, MpNextHop, MpReach, MpUnreach, RfcAction, Update};
+pub use update_packer::{encode_updates, encode_withdrawals};
 
 /// AS_TRANS (RFC 6793): stands in for a 4-octet AS number towards a 2-octet speaker.
 pub const AS_TRANS: u16 = 23456;

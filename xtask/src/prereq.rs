@@ -65,6 +65,9 @@ pub enum Missing {
     CargoDeb,
     /// kubernetes-validate not in the tools venv (the DaemonSet test).
     KubernetesValidate,
+    /// System services of BGP daemons that would hold port 179 in the root namespace
+    /// (apt enables them; the tests run their own instances in namespaces).
+    PeerServices(Vec<String>),
 }
 
 impl std::fmt::Display for Missing {
@@ -78,6 +81,7 @@ impl std::fmt::Display for Missing {
             Self::KubernetesValidate => {
                 write!(f, "kubernetes-validate in {}", lab::dist::TOOLS_VENV)
             }
+            Self::PeerServices(s) => write!(f, "stopped and disabled services {}", s.join(" ")),
         }
     }
 }
@@ -119,7 +123,37 @@ pub fn missing(need: Need) -> Vec<Missing> {
     if need == Need::Everything && !kubernetes_validate_ready() {
         out.push(Missing::KubernetesValidate);
     }
+    if need == Need::Everything {
+        let on = services_on(
+            Path::new("/run/systemd/system").exists(),
+            |s| succeeds("systemctl", &["is-active", "--quiet", s]),
+            |s| succeeds("systemctl", &["is-enabled", "--quiet", s]),
+        );
+        if !on.is_empty() {
+            out.push(Missing::PeerServices(on));
+        }
+    }
     out
+}
+
+/// System services of the test peers that apt may enable.
+pub const PEER_SERVICES: &[&str] = &["frr", "bird"];
+
+/// The peer services that are active or enabled; none unless systemd runs (without it
+/// apt's services never start).
+fn services_on(
+    systemd: bool,
+    active: impl Fn(&str) -> bool,
+    enabled: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    if !systemd {
+        return Vec::new();
+    }
+    PEER_SERVICES
+        .iter()
+        .filter(|s| active(s) || enabled(s))
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 
 /// The one-line error for what is missing.
@@ -211,6 +245,20 @@ mod tests {
     #[test]
     fn an_unknown_toolchain_is_not_ready() {
         assert!(!toolchain_ready("no-such-toolchain-xyz"));
+    }
+
+    #[test]
+    fn peer_services_matter_only_under_systemd() {
+        assert!(services_on(false, |_| true, |_| true).is_empty());
+        assert_eq!(
+            services_on(true, |s| s == "bird", |_| false),
+            vec!["bird".to_owned()]
+        );
+        assert_eq!(
+            services_on(true, |_| false, |s| s == "frr"),
+            vec!["frr".to_owned()]
+        );
+        assert!(services_on(true, |_| false, |_| false).is_empty());
     }
 
     #[test]

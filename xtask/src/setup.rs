@@ -43,6 +43,11 @@ pub fn setup_for(need: Need) -> Result<()> {
                 ],
             )?,
             Missing::KubernetesValidate => install_kubernetes_validate()?,
+            Missing::PeerServices(s) => {
+                let mut args = vec!["disable", "--now"];
+                args.extend(s.iter().map(String::as_str));
+                run("systemctl", &args)?;
+            }
         }
     }
     let still = prereq::missing(need);
@@ -67,9 +72,9 @@ fn install_packages(pkgs: &[String]) -> Result<()> {
     }
     // Debian enables the peers' system services; the tests run their own instances in
     // namespaces, so nothing may hold port 179 in the root namespace.
-    for service in ["frr", "bird"] {
+    for service in prereq::PEER_SERVICES {
         let _ = Command::new("systemctl")
-            .args(["disable", "--now", service])
+            .args(["disable", "--now", *service])
             .output();
     }
     Ok(())

@@ -332,6 +332,14 @@ impl Fib {
             return Err(FibError::GroupSize(ids.len()));
         }
         self.stale.remove(&prefix);
+        // The route's group may already hold exactly these members: a group shrunk in
+        // place when a next hop went away. Then nothing is written, whatever the number
+        // of routes the RIB re-sends after a peer down.
+        if let Some(cur) = self.routes.get(&prefix)
+            && self.groups.get(cur).is_some_and(|g| g.members == ids)
+        {
+            return Ok(());
+        }
         let gid = match self.group_ids_by_members.get(&ids) {
             Some(&gid) => gid,
             None => self.new_group(ids)?,
