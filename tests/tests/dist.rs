@@ -168,11 +168,14 @@ fn installs_verifies_removes_and_purges_in_a_throwaway_root() -> Result<()> {
     for f in FILES {
         assert!(root.join(f).exists(), "installed {f}");
     }
-    let version = lab::run(
-        root.join("usr/bin/bgp-ctl").to_str().context("path")?,
-        &["--version"],
-    )?;
+    let bin = root.join("usr/bin/bgp-ctl");
+    let bin = bin.to_str().context("path")?;
+    let version = lab::run(bin, &["--version"])?;
     assert!(version.starts_with("bgp-ctl "), "{version}");
+    // The packaged example configuration passes the packaged binary's check.
+    let conf = root.join("etc/bgp-ctl/bgp-ctl.toml");
+    let checked = lab::run(bin, &["config", "check", conf.to_str().context("path")?])?;
+    assert!(checked.contains(": ok"), "{checked}");
     // postinst registered the unit with deb-systemd-helper, and enabled nothing.
     assert!(
         root.join("var/lib/systemd/deb-systemd-helper-enabled/bgp-ctl.service.dsh-also")

@@ -1,7 +1,10 @@
 //! The Kubernetes example (deploy/kubernetes/): the manifests validate against the
 //! Kubernetes schema (offline, with kubernetes-validate, which `cargo xtask setup`
 //! installs), the DaemonSet has what the agent needs and nothing more than the systemd
-//! unit grants, and the per-node rendering rule gives the documented values.
+//! unit grants, and the per-node rendering rule gives the documented values and a
+//! configuration `bgp-ctl config check` accepts.
+
+mod support;
 
 use std::{path::PathBuf, process::Command};
 
