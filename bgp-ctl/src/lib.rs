@@ -6,8 +6,10 @@
 //! links learned from the kernel, and our routes written into its FIB.
 
 pub mod api;
+pub mod bgp;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod fib;
 pub mod health;
 pub mod http;
@@ -15,3 +17,4 @@ pub mod netlink;
 pub mod policy;
 pub mod programmer;
 pub mod rib;
+pub mod speaker;

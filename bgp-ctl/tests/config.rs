@@ -23,7 +23,7 @@ fn the_reference_node_config_loads_without_warnings() {
     assert_eq!(c.timers.get_ref().hold(), 9);
     assert_eq!(c.timers.get_ref().keepalive(), 3);
     assert_eq!(c.listen.port, 179);
-    assert_eq!(c.policy[0].term.len(), 1);
+    assert_eq!(c.policies.get_ref()["fabric"].terms.len(), 1);
 }
 
 /// (what is changed, the replacement config text, expected line, field, words in reason)
@@ -40,21 +40,21 @@ fn each_mistake_names_its_line_and_field() {
         (
             "unknown key in a peer",
             NODE.replace("bfd = true\nmax-prefix = { limit = 10000 }\n\n[[peer]]", "bfd = true\nhold-tme = 3\nmax-prefix = { limit = 10000 }\n\n[[peer]]"),
-            37,
+            35,
             "peer[0].hold-tme",
             "unknown field `hold-tme`",
         ),
         (
             "bad address",
             NODE.replace("192.168.2.1", "192.168.2.300"),
-            41,
+            39,
             "peer[1].address",
             "invalid IP address",
         ),
         (
             "policy reference to nothing",
             NODE.replace("import = \"fabric\"\nexport = \"fabric\"\nbfd = true\nmax-prefix = { limit = 10000 }\n", "import = \"fabrik\"\nexport = \"fabric\"\nbfd = true\nmax-prefix = { limit = 10000 }\n"),
-            34,
+            32,
             "peer[0].import",
             "no policy named fabrik",
         ),
@@ -75,21 +75,28 @@ fn each_mistake_names_its_line_and_field() {
         (
             "prefix list unknown",
             NODE.replace("prefix-list = \"pods\"", "prefix-list = \"pod\""),
-            27,
-            "policy[0].term[0].match.prefix-list",
-            "no prefix list named pod",
+            22,
+            "policies.fabric",
+            "prefix list `pod` is not defined",
+        ),
+        (
+            "bad prefix list entry",
+            NODE.replace("10.244.0.0/16 le 32", "10.244.0.0/16 le 33"),
+            20,
+            "prefix-lists.pods",
+            "length must be 0 to 32",
         ),
         (
             "duplicate peer address",
             NODE.replace("192.168.2.1", "192.168.1.1"),
-            41,
+            39,
             "peer[1].address",
             "another peer has address",
         ),
         (
             "range on a peer",
             NODE.replace("remote-asn = 65002", "remote-asn = 65002\nrange = \"10.0.0.0/8\""),
-            43,
+            41,
             "peer[1].range",
             "belongs to [[dynamic-neighbors]]",
         ),
@@ -110,7 +117,7 @@ fn each_mistake_names_its_line_and_field() {
         (
             "missing required key",
             NODE.replace("remote-asn = 65001\n", ""),
-            31,
+            29,
             "peer[0].name",
             "`remote-asn` is required",
         ),
@@ -169,7 +176,7 @@ fn type_errors_and_validation_errors_come_together() {
         [
             (16, "timers.hold"),
             (17, "timers.keepalive"),
-            (41, "peer[1].address")
+            (39, "peer[1].address")
         ],
         "{errs:#?}"
     );

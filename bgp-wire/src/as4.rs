@@ -169,10 +169,8 @@ pub(crate) fn merge_as4_path(as_path: AsPath, as4_path: AsPath) -> AsPath {
             && as4.as_slice().first().is_some_and(|f| {
                 f.kind == SegmentType::Sequence && last.asns.len() + f.asns.len() <= MAX_SEGMENT
             });
-        if joins {
-            if let Some(first) = as4.next() {
-                last.asns.extend(first.asns);
-            }
+        if joins && let Some(first) = as4.next() {
+            last.asns.extend(first.asns);
         }
     }
     segments.extend(as4);

@@ -4,6 +4,16 @@
 //! back. Decoding of UPDATEs classifies malformed attributes as RFC 7606 assigns
 //! (treat-as-withdraw, attribute discard or session reset); a session reset comes back as
 //! the [`Notification`] to send.
+//!
+//! - Reading a stream: [`frame_length`] checks the header of what is buffered and says
+//!   how long the message is; [`Message::decode`] decodes that frame.
+//! - Writing: [`Message::encode`] appends one message; [`encode_updates`] and
+//!   [`encode_withdrawals`] pack any number of prefixes into as few UPDATEs as fit.
+//! - [`CodecContext`] carries what the OPENs negotiated (4-octet AS, extended messages)
+//!   and whether the peer is external (some RFC 7606 rules depend on it).
+//! - A [`DecodeError`] is a session reset: send its `notification` and close. The other
+//!   RFC 7606 outcomes are [`AttributeIssue`]s in the decoded [`Update`]; when one says
+//!   [`RfcAction::TreatAsWithdraw`], handle every prefix it announces as withdrawn.
 
 mod as4;
 pub mod as_path;

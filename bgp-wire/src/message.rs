@@ -263,17 +263,11 @@ impl Message {
             }
         };
         let len = out.len() - start;
-        let max = max_len(kind, ctx).max(if kind == MessageType::Keepalive {
-            HEADER_LEN
-        } else {
-            0
-        });
+        let max = max_len(kind, ctx);
         let result = body.and_then(|()| {
-            if len > max {
-                Err(EncodeError::TooLong { kind, len, max })
-            } else {
-                Ok(())
-            }
+            (len <= max)
+                .then_some(())
+                .ok_or(EncodeError::TooLong { kind, len, max })
         });
         match result {
             Ok(()) => {

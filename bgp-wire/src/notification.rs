@@ -161,7 +161,7 @@ impl Notification {
         }
         let mut data = Vec::with_capacity(end + 1);
         data.push(end as u8);
-        data.extend_from_slice(&text.as_bytes()[..end]);
+        data.extend_from_slice(text.as_bytes().get(..end).unwrap_or_default());
         Notification::with_data(NotificationCode::Cease(subcode), data)
     }
 

@@ -269,7 +269,7 @@ impl Walk<'_> {
                 }
             }
             T::Communities => {
-                if len == 0 || len % 4 != 0 {
+                if len == 0 || !len.is_multiple_of(4) {
                     self.withdraw(
                         t,
                         format!("COMMUNITIES length {len}, not a non-zero multiple of 4"),
@@ -291,7 +291,7 @@ impl Walk<'_> {
                 ),
             },
             T::ClusterList => {
-                if len == 0 || len % 4 != 0 {
+                if len == 0 || !len.is_multiple_of(4) {
                     self.withdraw(
                         t,
                         format!("CLUSTER_LIST length {len}, not a non-zero multiple of 4"),
@@ -367,7 +367,7 @@ impl Walk<'_> {
                 ),
             },
             T::LargeCommunities => {
-                if len == 0 || len % 12 != 0 {
+                if len == 0 || !len.is_multiple_of(12) {
                     self.withdraw(
                         t,
                         format!("LARGE_COMMUNITY length {len}, not a non-zero multiple of 12"),
@@ -668,18 +668,17 @@ pub(crate) fn decode_update(body: &[u8], ctx: &CodecContext) -> Result<Update, D
     }
     // RFC 7606 5.2: attributes without reachable NLRI and an error that is not attribute
     // discard: the NLRI may have been lost in the error, so the session resets.
-    if !reachable {
-        if let Some(f) = findings
+    if !reachable
+        && let Some(f) = findings
             .iter()
             .find(|f| f.issue.action == RfcAction::TreatAsWithdraw)
-        {
-            let mut e = f.notification.clone();
-            e.reason = format!(
-                "{} in an UPDATE without reachable NLRI (RFC 7606 5.2)",
-                e.reason
-            );
-            return Err(e);
-        }
+    {
+        let mut e = f.notification.clone();
+        e.reason = format!(
+            "{} in an UPDATE without reachable NLRI (RFC 7606 5.2)",
+            e.reason
+        );
+        return Err(e);
     }
     Ok(Update {
         withdrawn,

@@ -15,6 +15,7 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 
+pub mod agent;
 pub mod bird;
 pub mod dist;
 pub mod frames;

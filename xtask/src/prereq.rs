@@ -49,6 +49,8 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// cargo-deb, which `cargo xtask dist` packages with (3.8.0 builds with Rust 1.85+).
 pub const CARGO_DEB_VERSION: &str = "3.8.0";
+/// cargo-fuzz, which runs the wire codec's fuzz target (bgp-wire/fuzz).
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// What one piece of the machine lacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +70,8 @@ pub enum Missing {
     /// System services of BGP daemons that would hold port 179 in the root namespace
     /// (apt enables them; the tests run their own instances in namespaces).
     PeerServices(Vec<String>),
+    /// cargo-fuzz not installed.
+    CargoFuzz,
 }
 
 impl std::fmt::Display for Missing {
@@ -82,6 +86,7 @@ impl std::fmt::Display for Missing {
                 write!(f, "kubernetes-validate in {}", lab::dist::TOOLS_VENV)
             }
             Self::PeerServices(s) => write!(f, "stopped and disabled services {}", s.join(" ")),
+            Self::CargoFuzz => write!(f, "cargo-fuzz"),
         }
     }
 }
@@ -132,6 +137,9 @@ pub fn missing(need: Need) -> Vec<Missing> {
         if !on.is_empty() {
             out.push(Missing::PeerServices(on));
         }
+    }
+    if need == Need::Everything && !succeeds("cargo", &["fuzz", "--version"]) {
+        out.push(Missing::CargoFuzz);
     }
     out
 }

@@ -4,7 +4,10 @@ use std::{process::Command, time::Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::prereq::{self, BPF_LINKER_VERSION, CARGO_DEB_VERSION, DEBIAN_TOOLCHAIN, Missing, Need};
+use crate::prereq::{
+    self, BPF_LINKER_VERSION, CARGO_DEB_VERSION, CARGO_FUZZ_VERSION, DEBIAN_TOOLCHAIN, Missing,
+    Need,
+};
 
 /// Installs everything missing; prints that all is present when nothing is.
 pub fn setup() -> Result<()> {
@@ -17,7 +20,7 @@ pub fn setup_for(need: Need) -> Result<()> {
     let missing = prereq::missing(need);
     if missing.is_empty() {
         println!(
-            "setup: everything is present (packages, toolchain `{}`, bpf-linker, bpffs, cargo-deb, kubernetes-validate) [{:.1} s]",
+            "setup: everything is present (packages, toolchain `{}`, bpf-linker, bpffs, cargo-fuzz, cargo-deb, kubernetes-validate) [{:.1} s]",
             prereq::toolchain(),
             start.elapsed().as_secs_f64()
         );
@@ -48,6 +51,16 @@ pub fn setup_for(need: Need) -> Result<()> {
                 args.extend(s.iter().map(String::as_str));
                 run("systemctl", &args)?;
             }
+            // Builds with the stable toolchain; running it needs the nightly features
+            // of the eBPF toolchain (RUSTC_BOOTSTRAP=1 with Debian's rustc).
+            Missing::CargoFuzz => run(
+                "cargo",
+                &[
+                    "install",
+                    &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"),
+                    "--locked",
+                ],
+            )?,
         }
     }
     let still = prereq::missing(need);

@@ -6,6 +6,7 @@
 //! the line where it is made.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr},
     path::PathBuf,
 };
@@ -13,6 +14,8 @@ use std::{
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::policy::{Policy, PrefixList};
 
 /// Default bpffs directory for the dataplane's pins.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/xdp-fwd";
@@ -50,12 +53,13 @@ pub struct Config {
     /// Default session timers.
     #[serde(default = "Timers::spanned_default")]
     pub timers: Spanned<Timers>,
-    /// Named prefix lists.
-    #[serde(default)]
-    pub prefix_list: Vec<PrefixList>,
-    /// Named policies.
-    #[serde(default)]
-    pub policy: Vec<Policy>,
+    /// Named prefix lists: `pods = ["10.244.0.0/16 le 32"]` (first match wins, no match
+    /// denies).
+    #[serde(default = "empty_spanned")]
+    pub prefix_lists: Spanned<BTreeMap<String, PrefixList>>,
+    /// Named policies: ordered terms (`match`, `set`, `then`) and a `default` verdict.
+    #[serde(default = "empty_spanned")]
+    pub policies: Spanned<BTreeMap<String, Policy>>,
     /// Configured neighbors.
     #[serde(default)]
     pub peer: Vec<Neighbor>,
@@ -231,6 +235,10 @@ impl Default for GracefulRestart {
     }
 }
 
+fn empty_spanned<T: Default>() -> Spanned<T> {
+    Spanned::new(0..0, T::default())
+}
+
 fn yes() -> bool {
     true
 }
@@ -314,97 +322,6 @@ impl Default for Timers {
             connect_retry: Timers::default_connect_retry(),
         }
     }
-}
-
-/// A named prefix list: entries like `permit 10.244.0.0/16 le 32`, first match wins,
-/// no match denies.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct PrefixList {
-    /// Name.
-    pub name: Spanned<String>,
-    /// Entries, in order.
-    pub entries: Vec<Spanned<String>>,
-}
-
-/// What a policy or term does with a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    /// Take the route (with the term's changes).
-    Accept,
-    /// Drop the route.
-    Reject,
-    /// Apply the term's changes and go on with the next term.
-    Next,
-}
-
-/// A named policy: ordered terms, then the default verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Policy {
-    /// Name.
-    pub name: Spanned<String>,
-    /// Terms, in order.
-    #[serde(default)]
-    pub term: Vec<Term>,
-    /// Verdict when no term decides (`accept` or `reject`).
-    pub default: Spanned<Verdict>,
-}
-
-/// One policy term: if every condition of `match` holds, apply `set` and then `action`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Term {
-    /// Optional name, for logs.
-    pub name: Option<String>,
-    /// Conditions (all must hold; none means always).
-    #[serde(default, rename = "match")]
-    pub matches: Match,
-    /// Changes.
-    #[serde(default)]
-    pub set: Set,
-    /// Verdict.
-    pub action: Verdict,
-}
-
-/// Match conditions of a term.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Match {
-    /// The prefix is permitted by this prefix list.
-    pub prefix_list: Option<Spanned<String>>,
-    /// The route carries any of these communities (`asn:value`, `asn:x:y` for large ones,
-    /// or a well-known name such as `no-export`).
-    #[serde(default)]
-    pub community_any: Vec<Spanned<String>>,
-    /// The AS path contains this AS.
-    pub as_path_contains: Option<u32>,
-    /// The route was originated by this AS.
-    pub origin_as: Option<u32>,
-    /// The AS path has at most this many hops.
-    pub as_path_max_length: Option<u32>,
-}
-
-/// Changes a term makes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Set {
-    /// LOCAL_PREF.
-    pub local_pref: Option<u32>,
-    /// MED.
-    pub med: Option<u32>,
-    /// Communities added.
-    #[serde(default)]
-    pub add_community: Vec<Spanned<String>>,
-    /// Communities removed.
-    #[serde(default)]
-    pub remove_community: Vec<Spanned<String>>,
-    /// Prepend the local AS this many times.
-    pub prepend: Option<u8>,
-    /// Set the next hop to our own session address.
-    #[serde(default)]
-    pub next_hop_self: bool,
 }
 
 /// A configured neighbor (`[[peer]]`, with `address` and `remote-asn`) or a range of

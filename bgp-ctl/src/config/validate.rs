@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use toml::Spanned;
 
-use super::schema::{Config, Neighbor, Verdict};
+use super::schema::{Config, Neighbor};
 
 /// A finding of validation: an error, or a note that does not stop the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +37,8 @@ impl Findings {
     }
 }
 
-/// Names a policy may refer to without defining them.
-pub const BUILTIN_POLICIES: &[&str] = &["accept-all", "reject-all"];
+/// Names a peer may refer to without defining them.
+pub const BUILTIN_POLICIES: [&str; 2] = crate::policy::BUILT_IN;
 
 pub(crate) fn validate(c: &Config) -> Findings {
     let mut f = Findings::default();
@@ -71,34 +71,14 @@ pub(crate) fn validate(c: &Config) -> Findings {
     }
     check_timers(c.timers.get_ref(), &mut f);
 
-    let prefix_lists = unique_names(c.prefix_list.iter().map(|p| &p.name), "prefix list", &mut f);
-    for pl in &c.prefix_list {
-        if pl.entries.is_empty() {
-            f.warn(
-                pl.name.span(),
-                format!(
-                    "prefix list {} has no entries: it denies everything",
-                    pl.name.get_ref()
-                ),
-            );
-        }
+    let routing = crate::policy::RoutingPolicy {
+        prefix_lists: c.prefix_lists.get_ref().clone(),
+        policies: c.policies.get_ref().clone(),
+    };
+    if let Err(e) = routing.validate() {
+        f.error(c.policies.span(), e.to_string());
     }
-    let mut policies = unique_names(c.policy.iter().map(|p| &p.name), "policy", &mut f);
-    for p in &c.policy {
-        if *p.default.get_ref() == Verdict::Next {
-            f.error(p.default.span(), "default must be accept or reject");
-        }
-        for t in &p.term {
-            if let Some(name) = &t.matches.prefix_list
-                && !prefix_lists.contains(name.get_ref().as_str())
-            {
-                f.error(
-                    name.span(),
-                    format!("no prefix list named {}", name.get_ref()),
-                );
-            }
-        }
-    }
+    let mut policies: HashSet<String> = c.policies.get_ref().keys().cloned().collect();
     policies.extend(BUILTIN_POLICIES.iter().map(|s| s.to_string()));
 
     let mut names = HashSet::new();
@@ -185,22 +165,6 @@ fn check_timers(t: &super::schema::Timers, f: &mut Findings) {
     if *t.connect_retry.get_ref() == 0 {
         f.error(t.connect_retry.span(), "must be at least 1 second");
     }
-}
-
-fn unique_names<'a>(
-    names: impl Iterator<Item = &'a Spanned<String>>,
-    what: &str,
-    f: &mut Findings,
-) -> HashSet<String> {
-    let mut seen = HashSet::new();
-    for n in names {
-        if n.get_ref().is_empty() {
-            f.error(n.span(), format!("{what} name is empty"));
-        } else if !seen.insert(n.get_ref().clone()) {
-            f.error(n.span(), format!("another {what} is named {}", n.get_ref()));
-        }
-    }
-    seen
 }
 
 fn check_neighbor(

@@ -359,6 +359,24 @@ impl Fib {
         Ok(())
     }
 
+    /// The group of an installed route and, per member, its next hop and the number of
+    /// the group's buckets pointing at it.
+    pub fn route_group(&self, prefix: &IpNet) -> Option<(u32, Vec<(NextHopKey, u16)>)> {
+        let gid = *self.routes.get(&prefix.trunc())?;
+        let g = self.groups.get(&gid)?;
+        let members = g
+            .members
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| {
+                let key = self.next_hops.get(id)?.key;
+                let n = g.buckets.iter().filter(|&&b| usize::from(b) == i).count();
+                Some((key, u16::try_from(n).unwrap_or(u16::MAX)))
+            })
+            .collect();
+        Some((gid, members))
+    }
+
     /// Removes `prefix`. Returns whether it was installed.
     pub fn del_route(&mut self, prefix: &IpNet) -> Result<bool, FibError> {
         let prefix = prefix.trunc();

@@ -347,3 +347,14 @@ pub fn next_hop_addr(nh: &MpNextHop) -> IpAddr {
         MpNextHop::Ipv6 { global, .. } => IpAddr::V6(*global),
     }
 }
+
+/// What the speaker sends the programmer's task, in order.
+#[derive(Debug)]
+pub enum Work {
+    /// Loc-RIB changes to apply.
+    Changes(Vec<RibChange>),
+    /// A peer went down without graceful restart; its changes follow.
+    PeerDown(PeerId),
+    /// What a local prefix forwards to (before its changes), or `None` once withdrawn.
+    LocalTarget(IpNet, Option<LocalTarget>),
+}
