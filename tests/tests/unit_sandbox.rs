@@ -1,14 +1,14 @@
 //! The systemd unit's sandbox against the real binary: its capability bounding set is
 //! enough for the dataplane's whole cycle and each capability in it is needed; every
 //! system call that cycle makes passes its `SystemCallFilter=`, `MemoryDenyWriteExecute=`
-//! and `RestrictAddressFamilies=`. When `bgp-ctl daemon` exists, run it here too.
+//! and `RestrictAddressFamilies=`; and the daemon, against FRR, runs under them.
 
 mod support;
 
-use std::{collections::BTreeSet, path::PathBuf, process::Output};
+use std::{collections::BTreeSet, path::PathBuf, process::Output, time::Duration};
 
 use anyhow::{Context, Result, ensure};
-use lab::{Netns, PinDir};
+use lab::{Netns, PinDir, agent::Agent, frr::Frr, wait_until};
 use support::bgp_ctl_bin;
 
 fn unit() -> Result<String> {
@@ -198,11 +198,6 @@ fn allowed_syscalls() -> Result<BTreeSet<String>> {
 
 #[test]
 fn every_syscall_of_the_dataplane_cycle_passes_the_units_filter() -> Result<()> {
-    let allowed = allowed_syscalls()?;
-    assert!(
-        allowed.contains("bpf") && allowed.contains("read"),
-        "{allowed:?}"
-    );
     let lab = Lab::new()?;
     let trace = tempfile::NamedTempFile::new()?;
     let trace_path = trace.path().to_str().context("path")?;
@@ -211,11 +206,23 @@ fn every_syscall_of_the_dataplane_cycle_passes_the_units_filter() -> Result<()> 
     if let Err(e) = result {
         panic!("the cycle failed under strace: {e}");
     }
-    let text = std::fs::read_to_string(trace.path())?;
+    let used = check_trace(&std::fs::read_to_string(trace.path())?)?;
+    assert!(used.contains("bpf"), "strace saw the bpf calls: {used:?}");
+    Ok(())
+}
+
+/// Checks an `strace -f` log against the unit's `SystemCallFilter=`,
+/// `MemoryDenyWriteExecute=` and `RestrictAddressFamilies=`; returns the calls made.
+fn check_trace(text: &str) -> Result<BTreeSet<String>> {
+    let allowed = allowed_syscalls()?;
+    ensure!(
+        allowed.contains("bpf") && allowed.contains("read"),
+        "{allowed:?}"
+    );
     let used: BTreeSet<String> = text
         .lines()
         .filter_map(|l| {
-            // "<pid> name(args) = ret", or "<pid> <... name resumed>".
+            // "<pid> name(args) = ret"; "<pid> <... name resumed>" repeats a name.
             let call = l.split_whitespace().nth(1)?;
             let name = call.split('(').next()?;
             (!name.is_empty()
@@ -225,7 +232,6 @@ fn every_syscall_of_the_dataplane_cycle_passes_the_units_filter() -> Result<()> 
             .then(|| name.to_owned())
         })
         .collect();
-    assert!(used.contains("bpf"), "strace saw the bpf calls: {used:?}");
     let denied: Vec<&String> = used.difference(&allowed).collect();
     assert!(
         denied.is_empty(),
@@ -244,7 +250,7 @@ fn every_syscall_of_the_dataplane_cycle_passes_the_units_filter() -> Result<()> 
             );
         }
     }
-    // RestrictAddressFamilies= lists every family the cycle opens a socket of.
+    // RestrictAddressFamilies= lists every family a socket is opened of.
     let families = unit_values("RestrictAddressFamilies")?;
     for line in text.lines().filter(|l| l.contains(" socket(")) {
         let family = line
@@ -257,5 +263,118 @@ fn every_syscall_of_the_dataplane_cycle_passes_the_units_filter() -> Result<()> 
             "RestrictAddressFamilies={families:?} would refuse: {line}"
         );
     }
+    Ok(used)
+}
+
+/// The daemon itself in the unit's sandbox, against FRR (with TCP MD5): with only the
+/// unit's capabilities it binds port 179, attaches the dataplane, comes up with the
+/// leaf, programs the leaf's route and reports ready; every call it makes on the way,
+/// and on SIGTERM, passes the unit's filters.
+#[test]
+fn the_daemon_runs_in_the_units_sandbox() -> Result<()> {
+    lab::require_root()?;
+    lab::require_bpffs()?;
+    lab::sweep_stale();
+    let caps = unit_values("CapabilityBoundingSet")?;
+    let (node, leaf) = (Netns::new()?, Netns::new()?);
+    lab::veth(&node, "n0", &leaf, "l0")?;
+    node.ip(&["addr", "add", "192.0.2.11/24", "dev", "n0"])?;
+    leaf.ip(&["addr", "add", "192.0.2.1/24", "dev", "l0"])?;
+    let frr = Frr::start(
+        &leaf,
+        "frr defaults traditional\nhostname leaf\n\
+         router bgp 65001\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
+         no bgp network import-check\n\
+         neighbor 192.0.2.11 remote-as 4200000001\n neighbor 192.0.2.11 timers connect 1\n \
+         neighbor 192.0.2.11 password s3cret\n\
+         address-family ipv4 unicast\n  network 100.64.1.0/24\n exit-address-family\n",
+    )?;
+    let secrets = tempfile::tempdir()?;
+    let password = secrets.path().join("leaf1.password");
+    std::fs::write(&password, "s3cret\n")?;
+    let trace = tempfile::NamedTempFile::new()?;
+    let bounding = format!("--bounding-set={}", setpriv_caps(&caps));
+    let trace_path = trace.path().to_str().context("path")?;
+    let config = format!(
+        r#"
+router-id = "192.0.2.11"
+asn = 4200000001
+[dataplane]
+uplinks = ["n0"]
+mode = "skb"
+pin-dir = "@PINS@"
+[api]
+socket = "@SOCKET@"
+[http]
+listen = "127.0.0.1:0"
+[origination]
+static-routes = ["10.244.1.0/24"]
+[timers]
+hold = 9
+keepalive = 3
+connect-retry = 1
+[[peer]]
+name = "leaf1"
+address = "192.0.2.1"
+remote-asn = 65001
+password-file = "{}"
+import = "accept-all"
+export = "accept-all"
+"#,
+        password.display()
+    );
+    let wrapper = [
+        "setpriv",
+        &bounding,
+        "--inh-caps=-all",
+        "--",
+        "strace",
+        "-f",
+        "-qq",
+        "-o",
+        trace_path,
+    ];
+    let mut agent = Agent::start_wrapped(&node, &config, &wrapper)?;
+    agent.wait_established("leaf1", Duration::from_secs(60))?;
+    frr.wait_established("192.0.2.11", Duration::from_secs(30))?;
+    wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        Ok(agent
+            .request(&["show", "fib"])?
+            .iter()
+            .any(|r| r.to_string().contains("100.64.1.0/24")))
+    })
+    .with_context(|| format!("the leaf's route in our FIB; log:\n{}", agent.log()))?;
+    let health = agent.table(&["health"])?;
+    assert!(health.starts_with("ready"), "{health}");
+
+    // SIGTERM to the daemon (strace's child): it exits, and strace with it.
+    let strace_pid = agent.pid().context("no daemon process")?;
+    let children =
+        std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children"))?;
+    let daemon: i32 = children
+        .split_whitespace()
+        .next()
+        .context("strace has no child")?
+        .parse()?;
+    // SAFETY: kill(2) on the pid of our own grandchild.
+    unsafe { libc::kill(daemon, libc::SIGTERM) };
+    wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        Ok(!std::path::Path::new(&format!("/proc/{daemon}")).exists())
+    })
+    .context("the daemon did not exit on SIGTERM")?;
+    agent.kill()?;
+
+    let text = std::fs::read_to_string(trace.path())?;
+    let used = check_trace(&text)?;
+    for call in ["bpf", "bind", "setsockopt", "epoll_wait"] {
+        assert!(
+            used.contains(call),
+            "the daemon made no {call} call: {used:?}"
+        );
+    }
+    assert!(
+        text.contains("TCP_MD5SIG"),
+        "the daemon set a TCP MD5 key under the unit's capabilities"
+    );
     Ok(())
 }
