@@ -46,6 +46,12 @@ impl Agent {
     /// replaced by this agent's pin directory and control socket. Waits until the
     /// control socket answers.
     pub fn start(ns: &Netns, config: &str) -> Result<Agent> {
+        Self::start_wrapped(ns, config, &[])
+    }
+
+    /// [`Agent::start`], with the daemon run under `wrapper` (e.g. `setpriv ... --`
+    /// or `strace ...`): `nsenter ... WRAPPER... bgp-ctl daemon --config FILE`.
+    pub fn start_wrapped(ns: &Netns, config: &str, wrapper: &[&str]) -> Result<Agent> {
         let bin = bgp_ctl_bin()?;
         let pins = PinDir::new()?;
         let dir = std::env::temp_dir().join(format!("{}.agent", crate::unique_name()));
@@ -60,6 +66,7 @@ impl Agent {
         // nsenter keeps the root bpffs mount (ip netns exec would remount /sys).
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", ns.name()))
+            .args(wrapper)
             .arg(&bin)
             .args(["daemon", "--config"])
             .arg(&conf)

@@ -17,6 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 pub mod agent;
 pub mod bird;
+pub mod dist;
 pub mod feeder;
 pub mod frames;
 pub mod frr;

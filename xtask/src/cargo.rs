@@ -34,6 +34,8 @@ pub fn test() -> Result<()> {
         "binaries",
         &["build", "--workspace", "--exclude", "xdp-fwd", "--bins"],
     )?;
+    // The packaging tests (tests/tests/dist.rs) inspect and install the .deb.
+    crate::dist::dist()?;
     step(
         "tests",
         &[

@@ -3,6 +3,7 @@
 mod bench_control_plane;
 mod cargo;
 mod demo;
+mod dist;
 mod prereq;
 mod setup;
 
@@ -48,6 +49,9 @@ enum Cmd {
         #[command(subcommand)]
         what: Bench,
     },
+    /// Build the Debian package (release binary, systemd unit, example config, man
+    /// pages, bash/zsh/fish completions) into target/dist/.
+    Dist,
 }
 
 #[derive(Subcommand)]
@@ -93,6 +97,7 @@ fn run(cli: Cli) -> Result<()> {
                 Bench::ControlPlane(opts) => bench_control_plane::run(&opts),
             }
         }
+        Cmd::Dist => dist::dist().map(drop),
     }
 }
 
