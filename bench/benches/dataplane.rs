@@ -1,0 +1,274 @@
+//! `cargo xtask bench dataplane`: packets per second through gen -> router -> sink with
+//! 64-byte UDP packets over many flows, for the kernel's forwarding, the kernel's
+//! `xdp_fwd` sample and this dataplane (skb and driver mode), also with 1,000,000 host
+//! routes; the generator's ceiling; and the program's cost per packet from
+//! `BPF_PROG_TEST_RUN` at 10, 100,000 and 1,000,000 routes. The last line is
+//! machine-readable.
+//!
+//! `BENCH_ROUNDS` (default 5) and `BENCH_SECONDS` (default 2.5, per run) shorten it.
+
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use bench::{
+    cost,
+    kernel_sample::KernelSample,
+    pktgen::{Blast, Pktgen},
+    router::{Forwarder, Router},
+    routes,
+    stats::{median, mpps, ratio},
+    topology::{self, GEN_CPU, Topology},
+};
+use bgp_ctl::fib::AttachMode::{Driver, Skb};
+
+/// Source ports per destination: the flows.
+const FLOWS: u32 = 4096;
+/// Host routes of the scale runs.
+const SCALE: u32 = 1_000_000;
+/// Steps of the cost measurement.
+const COST_STEPS: [u32; 3] = [10, 100_000, SCALE];
+/// Destination stride of the scale runs (coprime with 1,000,000).
+const DST_STRIDE: u32 = 7919;
+const WARMUP: Duration = Duration::from_millis(500);
+
+/// One timed configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Run {
+    /// Generator straight into the sink.
+    Ceiling,
+    Kernel,
+    FibLookupSkb,
+    FibLookup,
+    Skb,
+    Driver,
+    FibLookup1m,
+    Driver1m,
+}
+
+impl Run {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Ceiling => "generator ceiling (no hop)",
+            Self::Kernel => "(a) kernel forwarding",
+            Self::FibLookupSkb => "    xdp_fwd sample, skb",
+            Self::FibLookup => "(b) xdp_fwd sample, native",
+            Self::Skb => "(c) xdp-fwd, skb",
+            Self::Driver => "(d) xdp-fwd, driver",
+            Self::FibLookup1m => "(b) xdp_fwd sample, native, 1M routes",
+            Self::Driver1m => "(d) xdp-fwd, driver, 1M routes",
+        }
+    }
+
+    fn forwarder(self) -> Option<Forwarder> {
+        Some(match self {
+            Self::Ceiling => return None,
+            Self::Kernel => Forwarder::Kernel,
+            Self::FibLookupSkb => Forwarder::FibLookup(Skb),
+            Self::FibLookup | Self::FibLookup1m => Forwarder::FibLookup(Driver),
+            Self::Skb => Forwarder::Ours(Skb),
+            Self::Driver | Self::Driver1m => Forwarder::Ours(Driver),
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    match bench() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench dataplane: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}={v} is not a valid value")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn bench() -> Result<()> {
+    let rounds: usize = env_or("BENCH_ROUNDS", 5)?;
+    let window = Duration::from_secs_f64(env_or("BENCH_SECONDS", 2.5)?);
+    lab::require_root()?;
+    if bench::cpu::online() < 2 {
+        bail!("the benchmark needs 2 CPUs (generator on one, receivers on the other)");
+    }
+    println!(
+        "bench dataplane: {rounds} rounds of {:.1} s per configuration",
+        window.as_secs_f64()
+    );
+    println!("load average at start: {}", loadavg());
+
+    let sample = KernelSample::build(&target_dir()?.join("xdp-fwd-sample"))?;
+    let mut pktgen = Pktgen::load()?;
+    let topo = Topology::new(&mut pktgen)?;
+    let mut router = Router::new(&topo, sample)?;
+    let mut results: BTreeMap<Run, Vec<f64>> = BTreeMap::new();
+
+    println!(
+        "\n== 64-byte UDP, {FLOWS} flows to {}: packets per second at the sink",
+        topology::DST
+    );
+    let base = [
+        Run::Ceiling,
+        Run::Kernel,
+        Run::FibLookup,
+        Run::FibLookupSkb,
+        Run::Skb,
+        Run::Driver,
+    ];
+    let through = topo.through_router(FLOWS, topology::DST, 1, 1);
+    for round in 1..=rounds {
+        for run in base {
+            let cfg = if run == Run::Ceiling {
+                topo.straight_to_sink(FLOWS)
+            } else {
+                through
+            };
+            let pps = measure(&mut router, &topo, &mut pktgen, run, &cfg, window, round)?;
+            results.entry(run).or_default().push(pps);
+        }
+    }
+
+    println!(
+        "\n== cost per packet (BPF_PROG_TEST_RUN, {} runs per call, {} calls per sample)",
+        cost::REPEAT,
+        cost::CALLS
+    );
+    let mut loaded = 0;
+    let mut cost_ns = Vec::new();
+    for step in COST_STEPS {
+        let took = routes::load_ours(&mut router, loaded, step)?;
+        println!(
+            "loaded /32 routes {loaded}..{step} into xdp-fwd's maps with Fib::add_route: {:.2} s ({:.2} us per route; {} routes in the table)",
+            took.as_secs_f64(),
+            took.as_secs_f64() * 1e6 / f64::from(step - loaded),
+            router.fib().route_count()
+        );
+        loaded = step;
+        let samples = (0..rounds)
+            .map(|_| cost::sample_ns(&router, step))
+            .collect::<Result<Vec<f64>>>()?;
+        let m = median(&samples);
+        println!(
+            "  {step:>9} routes: {m:.1} ns/packet (samples {})",
+            list(&samples, |x| format!("{x:.1}"))
+        );
+        cost_ns.push(m);
+    }
+
+    let took = routes::load_kernel(&topo.router, topology::SINK_ADDR, 0, SCALE)?;
+    println!(
+        "loaded {SCALE} /32 routes into the router's kernel FIB with ip -batch: {:.2} s ({:.2} us per route)",
+        took.as_secs_f64(),
+        took.as_secs_f64() * 1e6 / f64::from(SCALE)
+    );
+
+    println!(
+        "\n== 64-byte UDP, {FLOWS} flows over {SCALE} destinations (each a /32 route, stride {DST_STRIDE})"
+    );
+    let scaled = topo.through_router(FLOWS, routes::HOST_BASE, SCALE, DST_STRIDE);
+    for round in 1..=rounds {
+        for run in [Run::FibLookup1m, Run::Driver1m] {
+            let pps = measure(&mut router, &topo, &mut pktgen, run, &scaled, window, round)?;
+            results.entry(run).or_default().push(pps);
+        }
+    }
+
+    println!("\n== medians (Mpps) over {rounds} rounds; every run in brackets");
+    let med = |r: Run| median(results.get(&r).map_or(&[][..], Vec::as_slice));
+    for (run, v) in &results {
+        println!(
+            "{:<40} {:>6}  [{}]",
+            run.label(),
+            mpps(med(*run)),
+            list(v, |x| mpps(*x))
+        );
+    }
+    let (kernel, fib, skb, drv) = (
+        med(Run::Kernel),
+        med(Run::FibLookup),
+        med(Run::Skb),
+        med(Run::Driver),
+    );
+    let (fib1m, drv1m, ceiling) = (med(Run::FibLookup1m), med(Run::Driver1m), med(Run::Ceiling));
+    let (vs_kernel, vs_fib, vs_fib1m) = (ratio(drv, kernel), ratio(drv, fib), ratio(drv1m, fib1m));
+    println!("driver / kernel forwarding          {vs_kernel:.2}  (bar: >= 3)");
+    println!("driver / xdp_fwd sample             {vs_fib:.2}  (bar: >= 1.15)");
+    println!("driver / xdp_fwd sample, 1M routes  {vs_fib1m:.2}  (bar: >= 1.3)");
+    println!(
+        "generator ceiling / driver          {:.2}",
+        ratio(ceiling, drv)
+    );
+    println!(
+        "cost at 1M routes / cost at 10      {:.2}  (bar: <= 1.5)",
+        ratio(cost_ns[2], cost_ns[0])
+    );
+    println!("load average at end: {}", loadavg());
+    println!(
+        "RESULT dataplane kernel_pps={:.0} fib_lookup_pps={:.0} skb_pps={:.0} driver_pps={:.0} \
+         fib_lookup_1m_pps={:.0} driver_1m_pps={:.0} ceiling_pps={:.0} driver_vs_kernel={vs_kernel:.2} \
+         driver_vs_fib_lookup={vs_fib:.2} driver_1m_vs_fib_lookup_1m={vs_fib1m:.2} \
+         ns_per_pkt_10={:.0} ns_per_pkt_100k={:.0} ns_per_pkt_1m={:.0}",
+        kernel, fib, skb, drv, fib1m, drv1m, ceiling, cost_ns[0], cost_ns[1], cost_ns[2]
+    );
+    Ok(())
+}
+
+/// One timed run of `run` with generator settings `cfg`; returns the sink's pps.
+fn measure(
+    router: &mut Router<'_>,
+    topo: &Topology,
+    pktgen: &mut Pktgen,
+    run: Run,
+    cfg: &xdp_pktgen_common::GenConfig,
+    window: Duration,
+    round: usize,
+) -> Result<f64> {
+    if let Some(f) = run.forwarder() {
+        router
+            .select(f)
+            .with_context(|| format!("switching the router to {f}"))?;
+    }
+    topo.pin_napi()?;
+    pktgen.configure(cfg)?;
+    let before = router.fib().counters()?.forwarded;
+    let b: Blast = pktgen.blast(&topo.gen_ns, GEN_CPU, WARMUP, window)?;
+    let forwarded = router.fib().counters()?.forwarded - before;
+    let ours = if matches!(run.forwarder(), Some(Forwarder::Ours(_))) {
+        // Over warm-up and window both, so it only shows the order of magnitude.
+        format!("  (xdp-fwd forwarded {forwarded} in all)")
+    } else {
+        String::new()
+    };
+    println!(
+        "round {round}  {:<40} sent {:>6} Mpps  received {:>6} Mpps{ours}",
+        run.label(),
+        mpps(b.offered_pps()),
+        mpps(b.received_pps())
+    );
+    Ok(b.received_pps())
+}
+
+fn list(xs: &[f64], f: impl Fn(&f64) -> String) -> String {
+    xs.iter().map(f).collect::<Vec<_>>().join(" ")
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// The cargo target directory this benchmark was built in (`target/release/deps/..`).
+fn target_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    exe.ancestors()
+        .nth(3)
+        .map(PathBuf::from)
+        .context("no target directory above the benchmark executable")
+}

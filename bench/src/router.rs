@@ -1,0 +1,179 @@
+//! The router namespace and what forwards in it: the kernel, the kernel's `xdp_fwd`
+//! sample, or this dataplane (`bgp_ctl::fib`), in skb or driver mode.
+
+use std::fmt;
+
+use anyhow::{Context, Result, bail};
+use bgp_ctl::fib::{AttachMode, Dataplane, Fib, NextHopKey};
+use lab::PinDir;
+use xdp_fwd_common::{NH_FORWARD, NextHop};
+
+use crate::{
+    kernel_sample::KernelSample,
+    topology::{self, Topology},
+};
+
+/// What forwards packets in the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forwarder {
+    /// The kernel's IP forwarding, no XDP program.
+    Kernel,
+    /// The kernel's `xdp_fwd` sample (`bpf_fib_lookup` + devmap), native or skb mode.
+    FibLookup(AttachMode),
+    /// This dataplane.
+    Ours(AttachMode),
+}
+
+impl fmt::Display for Forwarder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Kernel => write!(f, "kernel forwarding"),
+            Self::FibLookup(m) => write!(f, "xdp_fwd sample ({m})"),
+            Self::Ours(m) => write!(f, "xdp-fwd ({m})"),
+        }
+    }
+}
+
+/// The router's forwarders and the dataplane's tables.
+pub struct Router<'t> {
+    topo: &'t Topology,
+    sample: KernelSample,
+    /// This dataplane's program, loaded once; attached and detached per run.
+    dp: Dataplane,
+    fib: Fib,
+    to_sink: NextHopKey,
+    current: Option<Forwarder>,
+    pins: PinDir,
+}
+
+impl<'t> Router<'t> {
+    /// Loads this dataplane against fresh pinned maps, with next hops to the sink and the
+    /// generator and the two pod /24s, as the forwarding tests do. Nothing is attached.
+    pub fn new(topo: &'t Topology, sample: KernelSample) -> Result<Self> {
+        let pins = PinDir::new()?;
+        let (s0, g0, r0, r1) = (&topo.s0, &topo.g0, &topo.r0, &topo.r1);
+        let to_sink = NextHopKey::Neighbor {
+            ifindex: r1.ifindex,
+            addr: topology::SINK_ADDR.parse()?,
+        };
+        let to_gen = NextHopKey::Neighbor {
+            ifindex: r0.ifindex,
+            addr: topology::GEN_ADDR.parse()?,
+        };
+        let nh = |ifindex, dst_mac, src_mac| NextHop {
+            kind: NH_FORWARD,
+            ifindex,
+            mtu: 1500,
+            src_mac,
+            dst_mac,
+        };
+        // The egress devices are resolved in the writer's namespace.
+        let (dp, fib) = topo.router.enter(|| -> Result<(Dataplane, Fib)> {
+            let dp = Dataplane::open(pins.path())?;
+            let mut fib = Fib::open(pins.path())?;
+            fib.set_next_hop(to_sink, nh(r1.ifindex, s0.mac, r1.mac))?;
+            fib.set_next_hop(to_gen, nh(r0.ifindex, g0.mac, r0.mac))?;
+            fib.add_route(topology::SINK_PREFIX.parse()?, &[to_sink])?;
+            fib.add_route(topology::GEN_PREFIX.parse()?, &[to_gen])?;
+            Ok((dp, fib))
+        })??;
+        Ok(Self {
+            topo,
+            sample,
+            dp,
+            fib,
+            to_sink,
+            current: None,
+            pins,
+        })
+    }
+
+    /// This dataplane's loaded program (for `BPF_PROG_TEST_RUN`).
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dp
+    }
+
+    /// This dataplane's table.
+    pub fn fib(&self) -> &Fib {
+        &self.fib
+    }
+
+    /// Runs `f` on this dataplane's table from inside the router's namespace.
+    pub fn with_fib<R: Send>(
+        &mut self,
+        f: impl FnOnce(&mut Fib, NextHopKey) -> R + Send,
+    ) -> Result<R> {
+        let (fib, nh) = (&mut self.fib, self.to_sink);
+        self.topo.router.enter(|| f(fib, nh))
+    }
+
+    /// Makes `f` the only thing forwarding in the router, and checks the interfaces say so.
+    pub fn select(&mut self, f: Forwarder) -> Result<()> {
+        if self.current == Some(f) {
+            return Ok(());
+        }
+        let topo = self.topo;
+        let (ns, r0, r1) = (&topo.router, topo.devs.r0.as_str(), topo.devs.r1.as_str());
+        // Ours hang off pinned links (netlink cannot detach them); the sample's and
+        // anything else off netlink.
+        for dev in [r0, r1] {
+            Dataplane::detach(self.pins.path(), dev)?;
+        }
+        KernelSample::detach(ns, &[r0, r1])?;
+        // Only the kernel's forwarders may forward in the kernel; with XDP forwarding
+        // the kernel must not deliver anything the program passed.
+        let forwarding = matches!(f, Forwarder::Kernel | Forwarder::FibLookup(_));
+        ns.exec(
+            "sysctl",
+            &[
+                "-qw",
+                &format!("net.ipv4.ip_forward={}", u8::from(forwarding)),
+            ],
+        )?;
+        match f {
+            Forwarder::Kernel => {}
+            Forwarder::FibLookup(mode) => {
+                self.sample.attach(ns, &[r0, r1], mode == AttachMode::Skb)?;
+            }
+            Forwarder::Ours(mode) => {
+                let dp = &mut self.dp;
+                ns.enter(|| -> Result<()> {
+                    dp.attach(r0, mode)?;
+                    dp.attach(r1, mode)?;
+                    Ok(())
+                })??;
+            }
+        }
+        let want = match f {
+            Forwarder::Kernel => None,
+            Forwarder::FibLookup(m) | Forwarder::Ours(m) => Some(m),
+        };
+        for dev in [r0, r1] {
+            let got = xdp_mode(ns, dev)?;
+            if got != want {
+                bail!("{f}: {dev} has XDP {got:?}, expected {want:?}");
+            }
+        }
+        self.current = Some(f);
+        Ok(())
+    }
+}
+
+/// The mode of the XDP program attached to `dev`, if any.
+fn xdp_mode(ns: &lab::Netns, dev: &str) -> Result<Option<AttachMode>> {
+    let json = ns.ip(&["-j", "-d", "link", "show", "dev", dev])?;
+    let Some(xdp) = json.split("\"xdp\":").nth(1) else {
+        return Ok(None);
+    };
+    // XDP_ATTACHED_DRV = 1, XDP_ATTACHED_SKB = 2 (uapi if_link.h).
+    let mode = xdp
+        .split("\"mode\":")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .context("no XDP mode in `ip -d link` output")?;
+    Ok(match mode {
+        "1" => Some(AttachMode::Driver),
+        "2" => Some(AttachMode::Skb),
+        _ => bail!("{dev}: unexpected XDP attach mode {mode}"),
+    })
+}
