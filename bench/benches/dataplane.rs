@@ -5,7 +5,8 @@
 //! `BPF_PROG_TEST_RUN` at 10, 100,000 and 1,000,000 routes. The last line is
 //! machine-readable.
 //!
-//! `BENCH_ROUNDS` (default 5) and `BENCH_SECONDS` (default 2.5, per run) shorten it.
+//! `BENCH_ROUNDS` (default 5), `BENCH_SECONDS` (default 2.5, per run) and `BENCH_SCALE`
+//! (default 1,000,000 routes; the cost steps are 10, `BENCH_SCALE` / 10 and `BENCH_SCALE`) shorten it.
 
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -23,11 +24,8 @@ use bgp_ctl::fib::AttachMode::{Driver, Skb};
 
 /// Source ports per destination: the flows.
 const FLOWS: u32 = 4096;
-/// Host routes of the scale runs.
-const SCALE: u32 = 1_000_000;
-/// Steps of the cost measurement.
-const COST_STEPS: [u32; 3] = [10, 100_000, SCALE];
-/// Destination stride of the scale runs (coprime with 1,000,000).
+/// Destination stride of the scale runs (a prime: coprime with any route count that is
+/// not a multiple of it, so every destination is visited).
 const DST_STRIDE: u32 = 7919;
 const WARMUP: Duration = Duration::from_millis(500);
 
@@ -93,6 +91,11 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
 fn bench() -> Result<()> {
     let rounds: usize = env_or("BENCH_ROUNDS", 5)?;
     let window = Duration::from_secs_f64(env_or("BENCH_SECONDS", 2.5)?);
+    let scale: u32 = env_or("BENCH_SCALE", 1_000_000)?;
+    if scale < 100 || scale % DST_STRIDE == 0 {
+        bail!("BENCH_SCALE={scale}: at least 100 and not a multiple of {DST_STRIDE}");
+    }
+    let cost_steps = [10, scale / 10, scale];
     lab::require_root()?;
     if bench::cpu::online() < 2 {
         bail!("the benchmark needs 2 CPUs (generator on one, receivers on the other)");
@@ -141,7 +144,7 @@ fn bench() -> Result<()> {
     );
     let mut loaded = 0;
     let mut cost_ns = Vec::new();
-    for step in COST_STEPS {
+    for step in cost_steps {
         let took = routes::load_ours(&mut router, loaded, step)?;
         println!(
             "loaded /32 routes {loaded}..{step} into xdp-fwd's maps with Fib::add_route: {:.2} s ({:.2} us per route; {} routes in the table)",
@@ -161,17 +164,17 @@ fn bench() -> Result<()> {
         cost_ns.push(m);
     }
 
-    let took = routes::load_kernel(&topo.router, topology::SINK_ADDR, 0, SCALE)?;
+    let took = routes::load_kernel(&topo.router, topology::SINK_ADDR, 0, scale)?;
     println!(
-        "loaded {SCALE} /32 routes into the router's kernel FIB with ip -batch: {:.2} s ({:.2} us per route)",
+        "loaded {scale} /32 routes into the router's kernel FIB with ip -batch: {:.2} s ({:.2} us per route)",
         took.as_secs_f64(),
-        took.as_secs_f64() * 1e6 / f64::from(SCALE)
+        took.as_secs_f64() * 1e6 / f64::from(scale)
     );
 
     println!(
-        "\n== 64-byte UDP, {FLOWS} flows over {SCALE} destinations (each a /32 route, stride {DST_STRIDE})"
+        "\n== 64-byte UDP, {FLOWS} flows over {scale} destinations (each a /32 route, stride {DST_STRIDE})"
     );
-    let scaled = topo.through_router(FLOWS, routes::HOST_BASE, SCALE, DST_STRIDE);
+    let scaled = topo.through_router(FLOWS, routes::HOST_BASE, scale, DST_STRIDE);
     for round in 1..=rounds {
         for run in [Run::FibLookup1m, Run::Driver1m] {
             let pps = measure(&mut router, &topo, &mut pktgen, run, &scaled, window, round)?;
@@ -236,17 +239,13 @@ fn measure(
     }
     topo.pin_napi()?;
     pktgen.configure(cfg)?;
-    let before = router.fib().counters()?.forwarded;
-    let b: Blast = pktgen.blast(&topo.gen_ns, GEN_CPU, WARMUP, window)?;
-    let forwarded = router.fib().counters()?.forwarded - before;
-    let ours = if matches!(run.forwarder(), Some(Forwarder::Ours(_))) {
-        // Over warm-up and window both, so it only shows the order of magnitude.
-        format!("  (xdp-fwd forwarded {forwarded} in all)")
-    } else {
-        String::new()
-    };
+    let probe = || router.xdp_forwarded();
+    let b: Blast = pktgen.blast(&topo.gen_ns, GEN_CPU, WARMUP, window, &probe)?;
+    let forwarded = b.probed_pps().map_or(String::new(), |p| {
+        format!("  router XDP forwarded {:>6} Mpps", mpps(p))
+    });
     println!(
-        "round {round}  {:<40} sent {:>6} Mpps  received {:>6} Mpps{ours}",
+        "round {round}  {:<40} sent {:>6} Mpps  received {:>6} Mpps{forwarded}",
         run.label(),
         mpps(b.offered_pps()),
         mpps(b.received_pps())

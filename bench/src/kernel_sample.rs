@@ -5,8 +5,8 @@
 //! The small fixes it needs outside the kernel tree: `<uapi/linux/bpf.h>` resolves to the
 //! system's `<linux/bpf.h>` through an `include/uapi` link; the kernel-internal types and
 //! byte-order macros the object uses come from a prelude over libbpf's headers; libbpf
-//! >= 1.0 only knows `SEC("xdp")`, so both programs get that section and the loader picks
-//! its program by function name instead of section name.
+//! 1.0 and later only know `SEC("xdp")`, so both programs get that section and the loader
+//! picks its program by function name instead of section name.
 
 use std::{
     fs,

@@ -34,6 +34,9 @@ pub struct Blast {
     pub sent: u64,
     /// Frames the sink counted in the measured window.
     pub received: u64,
+    /// What the probe counted in the measured window (frames the router's XDP program
+    /// forwarded), if it counts anything.
+    pub probed: Option<u64>,
     /// Length of the measured window.
     pub elapsed: Duration,
 }
@@ -47,6 +50,11 @@ impl Blast {
     /// Frames per second that arrived at the sink.
     pub fn received_pps(&self) -> f64 {
         self.received as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Frames per second the probe counted.
+    pub fn probed_pps(&self) -> Option<f64> {
+        self.probed.map(|n| n as f64 / self.elapsed.as_secs_f64())
     }
 }
 
@@ -103,13 +111,14 @@ impl Pktgen {
     }
 
     /// Sends the configured traffic from `ns` on CPU `cpu` for `warmup + window`, and
-    /// returns what was sent and received during `window`.
+    /// returns what was sent, received and `probe`d during `window`.
     pub fn blast(
         &self,
         ns: &Netns,
         cpu: usize,
         warmup: Duration,
         window: Duration,
+        probe: &(dyn Fn() -> Result<Option<u64>> + Sync),
     ) -> Result<Blast> {
         let prog: &Xdp = self
             .ebpf
@@ -132,15 +141,16 @@ impl Pktgen {
             while start.elapsed() < warmup {
                 send()?;
             }
-            let (rx0, t0) = (self.sink_count()?, Instant::now());
+            let (p0, rx0, t0) = (probe()?, self.sink_count()?, Instant::now());
             let mut sent = 0;
             while t0.elapsed() < window {
                 sent += send()?;
             }
-            let (rx1, elapsed) = (self.sink_count()?, t0.elapsed());
+            let (rx1, elapsed, p1) = (self.sink_count()?, t0.elapsed(), probe()?);
             Ok(Blast {
                 sent,
                 received: rx1.saturating_sub(rx0),
+                probed: p0.zip(p1).map(|(a, b)| b.saturating_sub(a)),
                 elapsed,
             })
         })?

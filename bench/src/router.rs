@@ -107,6 +107,23 @@ impl<'t> Router<'t> {
         self.topo.router.enter(|| f(fib, nh))
     }
 
+    /// Frames forwarded by the XDP program now in the router so far, where something
+    /// counts them: this dataplane's own counter, or for the sample in driver mode the
+    /// veth's count of native redirects on the ingress. The kernel counts nothing per
+    /// forwarder, nor anything for generic XDP.
+    pub fn xdp_forwarded(&self) -> Result<Option<u64>> {
+        match self.current {
+            Some(Forwarder::Ours(_)) => Ok(Some(self.fib.counters()?.forwarded)),
+            Some(Forwarder::FibLookup(AttachMode::Driver)) => veth_stat(
+                &self.topo.router,
+                &self.topo.devs.r0,
+                "rx_queue_0_xdp_redirect",
+            )
+            .map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// Makes `f` the only thing forwarding in the router, and checks the interfaces say so.
     pub fn select(&mut self, f: Forwarder) -> Result<()> {
         if self.current == Some(f) {
@@ -157,6 +174,16 @@ impl<'t> Router<'t> {
         self.current = Some(f);
         Ok(())
     }
+}
+
+/// One of `ethtool -S` statistics of a veth.
+fn veth_stat(ns: &lab::Netns, dev: &str, name: &str) -> Result<u64> {
+    let out = ns.exec("ethtool", &["-S", dev])?;
+    out.lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .with_context(|| format!("no {name} in `ethtool -S {dev}`"))
 }
 
 /// The mode of the XDP program attached to `dev`, if any.

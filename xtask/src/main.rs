@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use prereq::Need;
 
-/// Developer commands: setup, build, run, test.
+/// Developer commands: setup, build, run, test, bench.
 #[derive(Parser)]
 #[command(about)]
 struct Cli {
@@ -42,6 +42,20 @@ enum Cmd {
     /// Set up if needed, then: rustfmt check, clippy -D warnings, unit and integration
     /// tests (root: they create network namespaces).
     Test,
+    /// Set up if needed, build in release mode and run a benchmark (root).
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Packets per second through gen -> router -> sink for kernel forwarding, the
+    /// kernel's xdp_fwd sample and xdp-fwd (skb, driver; also with 1M routes), the
+    /// generator's ceiling, and the program's cost per packet at 10 to 1M routes.
+    /// Ends with a `RESULT dataplane ...` line. About 5 minutes.
+    Dataplane,
 }
 
 fn main() -> ExitCode {
@@ -65,20 +79,27 @@ fn run(cli: Cli) -> Result<()> {
             cargo::build(release)
         }
         Cmd::Run { no_wait } => {
-            setup_if_missing()?;
+            setup_if_missing(Need::Everything)?;
             cargo::build(false)?;
             demo::run(!no_wait)
         }
         Cmd::Test => {
-            setup_if_missing()?;
+            setup_if_missing(Need::Everything)?;
             cargo::test()
+        }
+        Cmd::Bench { what } => {
+            setup_if_missing(Need::Bench)?;
+            match what {
+                Bench::Dataplane => cargo::bench("dataplane"),
+            }
         }
     }
 }
 
-/// `run` and `test` are the README's commands: on a fresh machine they set up first.
-fn setup_if_missing() -> Result<()> {
-    let missing = prereq::missing(Need::Everything);
+/// `run`, `test` and `bench` are the README's commands: on a fresh machine they set up
+/// first (setup installs everything, the benchmarks' baselines too).
+fn setup_if_missing(need: Need) -> Result<()> {
+    let missing = prereq::missing(need);
     if !missing.is_empty() {
         let what: Vec<String> = missing.iter().map(ToString::to_string).collect();
         println!(

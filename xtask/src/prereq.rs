@@ -37,6 +37,10 @@ const RUN_PACKAGES: &[&str] = &[
     "bird2",
 ];
 
+/// Debian packages the benchmarks need besides those: the kernel's `xdp_fwd` sample,
+/// built from Debian's kernel source with clang against libbpf.
+const BENCH_PACKAGES: &[&str] = &["linux-source-6.1", "clang", "libbpf-dev"];
+
 /// bpf-linker, built against Debian's LLVM 22 (the LLVM of Debian's rustc).
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -71,14 +75,19 @@ pub enum Need {
     Build,
     /// Compile, run and test: also the peers, tools and bpffs.
     Everything,
+    /// All of that and the benchmarks' baselines; what `cargo xtask setup` installs.
+    Bench,
 }
 
 /// Everything missing for `need`, fastest checks first.
 pub fn missing(need: Need) -> Vec<Missing> {
     let mut out = Vec::new();
     let mut absent = missing_packages(BUILD_PACKAGES);
-    if need == Need::Everything {
+    if need != Need::Build {
         absent.extend(missing_packages(RUN_PACKAGES));
+    }
+    if need == Need::Bench {
+        absent.extend(missing_packages(BENCH_PACKAGES));
     }
     if !absent.is_empty() {
         out.push(Missing::Packages(absent));
@@ -90,7 +99,7 @@ pub fn missing(need: Need) -> Vec<Missing> {
     if !succeeds("bpf-linker", &["--version"]) {
         out.push(Missing::BpfLinker);
     }
-    if need == Need::Everything && !bpffs_mounted() {
+    if need != Need::Build && !bpffs_mounted() {
         out.push(Missing::Bpffs);
     }
     out

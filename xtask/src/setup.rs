@@ -9,7 +9,7 @@ use crate::prereq::{self, BPF_LINKER_VERSION, DEBIAN_TOOLCHAIN, Missing, Need};
 /// Installs everything missing; prints that all is present when nothing is.
 pub fn setup() -> Result<()> {
     let start = Instant::now();
-    let missing = prereq::missing(Need::Everything);
+    let missing = prereq::missing(Need::Bench);
     if missing.is_empty() {
         println!(
             "setup: everything is present (packages, toolchain `{}`, bpf-linker, bpffs) [{:.1} s]",
@@ -31,7 +31,7 @@ pub fn setup() -> Result<()> {
             Missing::Bpffs => run("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"])?,
         }
     }
-    let still = prereq::missing(Need::Everything);
+    let still = prereq::missing(Need::Bench);
     if !still.is_empty() {
         bail!("setup finished but {}", prereq::one_line(&still));
     }
