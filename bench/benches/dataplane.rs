@@ -92,7 +92,7 @@ fn bench() -> Result<()> {
     let rounds: usize = env_or("BENCH_ROUNDS", 5)?;
     let window = Duration::from_secs_f64(env_or("BENCH_SECONDS", 2.5)?);
     let scale: u32 = env_or("BENCH_SCALE", 1_000_000)?;
-    if scale < 100 || scale % DST_STRIDE == 0 {
+    if scale < 100 || scale.is_multiple_of(DST_STRIDE) {
         bail!("BENCH_SCALE={scale}: at least 100 and not a multiple of {DST_STRIDE}");
     }
     let cost_steps = [10, scale / 10, scale];
@@ -138,37 +138,49 @@ fn bench() -> Result<()> {
     }
 
     println!(
-        "\n== cost per packet (BPF_PROG_TEST_RUN, {} runs per call, {} calls per sample)",
+        "\n== cost per packet (BPF_PROG_TEST_RUN, {} runs per call, {} calls per sample; the \
+         kernel sample's program measured the same way, on the kernel FIB with the same routes)",
         cost::REPEAT,
         cost::CALLS
     );
     let mut loaded = 0;
+    let (mut ours_load, mut kernel_load) = (Duration::ZERO, Duration::ZERO);
     let mut cost_ns = Vec::new();
     for step in cost_steps {
-        let took = routes::load_ours(&mut router, loaded, step)?;
+        let ours = routes::load_ours(&mut router, loaded, step)?;
+        let kernel = routes::load_kernel(&topo.router, topology::SINK_ADDR, loaded, step)?;
         println!(
-            "loaded /32 routes {loaded}..{step} into xdp-fwd's maps with Fib::add_route: {:.2} s ({:.2} us per route; {} routes in the table)",
-            took.as_secs_f64(),
-            took.as_secs_f64() * 1e6 / f64::from(step - loaded),
-            router.fib().route_count()
+            "loaded /32 routes {loaded}..{step}: into xdp-fwd's maps (Fib::add_route) {:.2} s, \
+             {:.2} us per route; into the kernel FIB (ip -batch) {:.2} s, {:.2} us per route",
+            ours.as_secs_f64(),
+            per_route_us(ours, step - loaded),
+            kernel.as_secs_f64(),
+            per_route_us(kernel, step - loaded),
         );
+        (ours_load, kernel_load) = (ours_load + ours, kernel_load + kernel);
         loaded = step;
-        let samples = (0..rounds)
-            .map(|_| cost::sample_ns(&router, step))
-            .collect::<Result<Vec<f64>>>()?;
-        let m = median(&samples);
+        let (mut ours, mut sample) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            ours.push(router.ours_cost_ns(step)?);
+            sample.push(router.sample_cost_ns(step)?);
+        }
+        let m = median(&ours);
         println!(
-            "  {step:>9} routes: {m:.1} ns/packet (samples {})",
-            list(&samples, |x| format!("{x:.1}"))
+            "  {step:>9} routes: xdp-fwd {m:.0} ns/packet [{}]; xdp_fwd sample {:.0} ns/packet [{}]",
+            list(&ours, |x| format!("{x:.0}")),
+            median(&sample),
+            list(&sample, |x| format!("{x:.0}")),
         );
         cost_ns.push(m);
     }
-
-    let took = routes::load_kernel(&topo.router, topology::SINK_ADDR, 0, scale)?;
     println!(
-        "loaded {scale} /32 routes into the router's kernel FIB with ip -batch: {:.2} s ({:.2} us per route)",
-        took.as_secs_f64(),
-        took.as_secs_f64() * 1e6 / f64::from(scale)
+        "{scale} /32 routes loaded: into xdp-fwd's maps in {:.1} s ({:.2} us per route, one \
+         Fib::add_route each: aya 0.14 has no batched map update), into the kernel FIB in \
+         {:.1} s ({:.2} us per route)",
+        ours_load.as_secs_f64(),
+        per_route_us(ours_load, scale),
+        kernel_load.as_secs_f64(),
+        per_route_us(kernel_load, scale),
     );
 
     println!(
@@ -239,7 +251,10 @@ fn measure(
     }
     topo.pin_napi()?;
     pktgen.configure(cfg)?;
-    let probe = || router.xdp_forwarded();
+    let probe = || match run {
+        Run::Ceiling => Ok(None),
+        _ => router.xdp_forwarded(),
+    };
     let b: Blast = pktgen.blast(&topo.gen_ns, GEN_CPU, WARMUP, window, &probe)?;
     let forwarded = b.probed_pps().map_or(String::new(), |p| {
         format!("  router XDP forwarded {:>6} Mpps", mpps(p))
@@ -251,6 +266,10 @@ fn measure(
         mpps(b.received_pps())
     );
     Ok(b.received_pps())
+}
+
+fn per_route_us(took: Duration, routes: u32) -> f64 {
+    took.as_secs_f64() * 1e6 / f64::from(routes.max(1))
 }
 
 fn list(xs: &[f64], f: impl Fn(&f64) -> String) -> String {

@@ -1,10 +1,12 @@
-//! The program's cost per packet, from `BPF_PROG_TEST_RUN` with repeat: the kernel times
-//! the runs itself, against the live maps with however many routes are loaded.
+//! A program's cost per packet, from `BPF_PROG_TEST_RUN` with repeat: the kernel times
+//! the runs itself, against the live maps (or the live FIB) with however many routes are
+//! loaded.
 
 use anyhow::{Result, bail};
+use bgp_ctl::fib::FrameRun;
 use lab::frames::V4;
 
-use crate::{router::Router, routes, topology};
+use crate::{routes, stats::median, topology};
 
 /// Runs per call. The kernel repeats the program on one buffer, so the TTL it decrements
 /// goes down by one per run: starting at 255, all 250 runs take the full forwarding path
@@ -19,11 +21,12 @@ const XDP_REDIRECT: u32 = 4;
 /// 10^k, so no two calls of a sample repeat a route until all were visited).
 const STRIDE: u64 = 7919;
 
-/// Mean nanoseconds per run over one sample of [`CALLS`] calls of [`REPEAT`] runs, each
-/// call to one of the first `routes` host routes.
-pub fn sample_ns(router: &Router<'_>, routes: u32) -> Result<f64> {
-    let dp = router.dataplane();
-    let mut total_ns = 0.0;
+/// Nanoseconds per run over one sample of [`CALLS`] calls of [`REPEAT`] runs through
+/// `run` (a frame and a repeat count in, the program's outcome out), each call to one of
+/// the first `routes` host routes: the median of the calls' means, so that a call
+/// preempted by another process on a shared machine does not count.
+pub fn sample_ns(mut run: impl FnMut(&[u8], u32) -> Result<FrameRun>, routes: u32) -> Result<f64> {
+    let mut per_call = Vec::with_capacity(CALLS as usize);
     for k in 0..CALLS {
         let i = ((u64::from(k) * STRIDE) % u64::from(routes.max(1))) as u32;
         let mut pkt = V4::udp(
@@ -33,19 +36,18 @@ pub fn sample_ns(router: &Router<'_>, routes: u32) -> Result<f64> {
             topology::DPORT,
         );
         pkt.ttl = START_TTL;
-        let frame = pkt.build();
-        let run = dp.run_frame(&frame, REPEAT)?;
-        let ttl = run.frame.get(22).copied();
-        if run.action != XDP_REDIRECT || ttl != Some(START_TTL - REPEAT as u8) {
+        let r = run(&pkt.build(), REPEAT)?;
+        let ttl = r.frame.get(22).copied();
+        if r.action != XDP_REDIRECT || ttl != Some(START_TTL - REPEAT as u8) {
             bail!(
                 "cost run to {}: action {} TTL {ttl:?}, expected a redirect on every run \
                  (action {XDP_REDIRECT}, TTL {})",
                 routes::host(i),
-                run.action,
+                r.action,
                 START_TTL - REPEAT as u8
             );
         }
-        total_ns += run.per_run.as_nanos() as f64;
+        per_call.push(r.per_run.as_nanos() as f64);
     }
-    Ok(total_ns / f64::from(CALLS))
+    Ok(median(&per_call))
 }

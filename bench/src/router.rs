@@ -4,11 +4,14 @@
 use std::fmt;
 
 use anyhow::{Context, Result, bail};
-use bgp_ctl::fib::{AttachMode, Dataplane, Fib, NextHopKey};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya_obj::programs::XdpAttachType;
+use bgp_ctl::fib::{AttachMode, Dataplane, Fib, FrameRun, NextHopKey};
 use lab::PinDir;
 use xdp_fwd_common::{NH_FORWARD, NextHop};
 
 use crate::{
+    cost,
     kernel_sample::KernelSample,
     topology::{self, Topology},
 };
@@ -88,9 +91,57 @@ impl<'t> Router<'t> {
         })
     }
 
-    /// This dataplane's loaded program (for `BPF_PROG_TEST_RUN`).
-    pub fn dataplane(&self) -> &Dataplane {
-        &self.dp
+    /// One sample of this dataplane's cost per packet with `routes` host routes loaded
+    /// (see [`cost::sample_ns`]).
+    pub fn ours_cost_ns(&self, routes: u32) -> Result<f64> {
+        cost::sample_ns(
+            |frame, repeat| Ok(self.dp.run_frame(frame, repeat)?),
+            routes,
+        )
+    }
+
+    /// One sample of the kernel sample's cost per packet, measured like
+    /// [`Router::ours_cost_ns`], on the very program its loader attached to the router's
+    /// ingress (so its devmap is filled), as if frames arrived there.
+    pub fn sample_cost_ns(&mut self, routes: u32) -> Result<f64> {
+        self.select(Forwarder::FibLookup(AttachMode::Driver))?;
+        let topo = self.topo;
+        let id = xdp_prog_id(&topo.router, &topo.devs.r0)?;
+        let pin = self.pins.path().join("sample_prog");
+        let pin_s = pin.to_str().context("pin path")?;
+        lab::run("bpftool", &["prog", "pin", "id", &id.to_string(), pin_s])?;
+        let prog = Xdp::from_pin(&pin, XdpAttachType::Interface);
+        let _ = std::fs::remove_file(&pin);
+        let prog = prog.context("opening the sample's program")?;
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex. The ingress device decides the namespace of the FIB lookup.
+        let ctx = |len: usize| -> Vec<u8> {
+            [0, len as u32, 0, topo.r0.ifindex, 0, 0]
+                .iter()
+                .flat_map(|w| w.to_ne_bytes())
+                .collect()
+        };
+        topo.router.enter(|| {
+            cost::sample_ns(
+                |frame, repeat| {
+                    let mut out = vec![0u8; frame.len() + 256];
+                    let ctx_in = ctx(frame.len());
+                    let mut opts = TestRunOptions::new();
+                    opts.data_in = Some(frame);
+                    opts.data_out = Some(&mut out);
+                    opts.ctx_in = Some(&ctx_in);
+                    opts.repeat = repeat;
+                    let r = prog.test_run(opts)?;
+                    out.truncate(r.data_size_out as usize);
+                    Ok(FrameRun {
+                        action: r.return_value,
+                        frame: out,
+                        per_run: r.duration,
+                    })
+                },
+                routes,
+            )
+        })?
     }
 
     /// This dataplane's table.
@@ -184,6 +235,17 @@ fn veth_stat(ns: &lab::Netns, dev: &str, name: &str) -> Result<u64> {
         .find(|(k, _)| *k == name)
         .and_then(|(_, v)| v.trim().parse().ok())
         .with_context(|| format!("no {name} in `ethtool -S {dev}`"))
+}
+
+/// The id of the XDP program attached to `dev`.
+fn xdp_prog_id(ns: &lab::Netns, dev: &str) -> Result<u64> {
+    let json = ns.ip(&["-j", "-d", "link", "show", "dev", dev])?;
+    json.split("\"xdp\":")
+        .nth(1)
+        .and_then(|x| x.split("\"id\":").nth(1))
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no XDP program on {dev}"))
 }
 
 /// The mode of the XDP program attached to `dev`, if any.
