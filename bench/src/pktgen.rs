@@ -110,6 +110,24 @@ impl Pktgen {
         Ok(map.get(&0, 0)?.iter().sum())
     }
 
+    /// Runs program `prog` (the generator or the sink) once on the configured template,
+    /// without sending anything (`BPF_PROG_TEST_RUN` without live frames): returns the
+    /// XDP action and the frame as the program left it.
+    pub fn run_once(&self, prog: &str) -> Result<(u32, Vec<u8>)> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(prog)
+            .ok_or_else(|| anyhow!("no program {prog}"))?
+            .try_into()?;
+        let mut out = vec![0u8; FRAME_LEN + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(&self.template);
+        opts.data_out = Some(&mut out);
+        let r = prog.test_run(opts)?;
+        out.truncate(r.data_size_out as usize);
+        Ok((r.return_value, out))
+    }
+
     /// Sends the configured traffic from `ns` on CPU `cpu` for `warmup + window`, and
     /// returns what was sent, received and `probe`d during `window`.
     pub fn blast(
