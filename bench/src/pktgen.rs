@@ -88,6 +88,17 @@ impl Pktgen {
             .with_context(|| format!("attaching the sink to {dev} in {}", ns.name()))
     }
 
+    /// Attaches the generator in driver mode to `dev` in `ns`, an interface that carries
+    /// no traffic. Each `BPF_PROG_TEST_RUN` call of a program that is not attached
+    /// natively anywhere adds it to the kernel's XDP dispatcher and removes it again,
+    /// waiting for an RCU grace period each time (milliseconds with no frame sent);
+    /// attached, it stays there.
+    pub fn anchor(&mut self, ns: &Netns, dev: &str) -> Result<()> {
+        let prog = xdp_mut(&mut self.ebpf, name::PKTGEN)?;
+        ns.enter(|| prog.attach(dev, XdpMode::Driver).map(drop))?
+            .with_context(|| format!("attaching the generator to {dev} in {}", ns.name()))
+    }
+
     /// Sets what the generator sends.
     pub fn configure(&mut self, cfg: &GenConfig) -> Result<()> {
         let mut map: Array<_, GenConfig> = Array::try_from(

@@ -4,6 +4,8 @@
 //! ```text
 //! gen  g0 192.0.2.1 ---- r0 192.0.2.254  router  r1 198.51.100.254 ---- s0 198.51.100.1  sink
 //! gen  g1 ------------------------------------------------------------- s1               sink
+//! gen  k0 -- k1 (carries nothing: the generator is attached to k0 to stay in the
+//!                kernel's XDP dispatcher)
 //! ```
 //!
 //! The sink drops every frame with an XDP counter program (on s0 and s1), so nothing is
@@ -43,6 +45,10 @@ pub struct Devs {
     pub s0: String,
     pub g1: String,
     pub s1: String,
+    /// A pair inside the generator's namespace that carries nothing: the generator is
+    /// attached to `k0` only to keep it in the kernel's XDP dispatcher.
+    pub k0: String,
+    pub k1: String,
 }
 
 /// The namespaces and what the benchmark needs to know about their interfaces.
@@ -88,10 +94,13 @@ impl Topology {
             s0: format!("{p}s0"),
             g1: format!("{p}g1"),
             s1: format!("{p}s1"),
+            k0: format!("{p}k0"),
+            k1: format!("{p}k1"),
         };
         lab::veth(&gen_ns, &devs.g0, &router, &devs.r0)?;
         lab::veth(&router, &devs.r1, &sink, &devs.s0)?;
         lab::veth(&gen_ns, &devs.g1, &sink, &devs.s1)?;
+        lab::veth(&gen_ns, &devs.k0, &gen_ns, &devs.k1)?;
         gen_ns.ip(&["addr", "add", "192.0.2.1/24", "dev", &devs.g0])?;
         router.ip(&["addr", "add", "192.0.2.254/24", "dev", &devs.r0])?;
         router.ip(&["addr", "add", "198.51.100.254/24", "dev", &devs.r1])?;
@@ -151,6 +160,7 @@ impl Topology {
 
         pktgen.attach_sink(&sink, &devs.s0)?;
         pktgen.attach_sink(&sink, &devs.s1)?;
+        pktgen.anchor(&gen_ns, &devs.k0)?;
         let topo = Self {
             gen_ns,
             router,
