@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use bench::{
     cost,
     kernel_sample::KernelSample,
-    pktgen::{Blast, Pktgen},
+    pktgen::{Blast, Pktgen, Probe},
     router::{Forwarder, Router},
     routes,
     stats::{median, mpps, ratio},
@@ -109,8 +109,14 @@ fn bench() -> Result<()> {
     let sample = KernelSample::build(&target_dir()?.join("xdp-fwd-sample"))?;
     let mut pktgen = Pktgen::load()?;
     let topo = Topology::new(&mut pktgen)?;
-    let mut router = Router::new(&topo, sample)?;
-    let mut results: BTreeMap<Run, Vec<f64>> = BTreeMap::new();
+    let router = Router::new(&topo, sample)?;
+    let mut rig = Rig {
+        router,
+        topo: &topo,
+        pktgen,
+        window,
+    };
+    let mut results = Results::default();
 
     println!(
         "\n== 64-byte UDP, {FLOWS} flows to {}: packets per second at the sink",
@@ -132,8 +138,7 @@ fn bench() -> Result<()> {
             } else {
                 through
             };
-            let pps = measure(&mut router, &topo, &mut pktgen, run, &cfg, window, round)?;
-            results.entry(run).or_default().push(pps);
+            measure(&mut rig, run, &cfg, round, &mut results)?;
         }
     }
 
@@ -147,7 +152,7 @@ fn bench() -> Result<()> {
     let (mut ours_load, mut kernel_load) = (Duration::ZERO, Duration::ZERO);
     let mut cost_ns = Vec::new();
     for step in cost_steps {
-        let ours = routes::load_ours(&mut router, loaded, step)?;
+        let ours = routes::load_ours(&mut rig.router, loaded, step)?;
         let kernel = routes::load_kernel(&topo.router, topology::SINK_ADDR, loaded, step)?;
         println!(
             "loaded /32 routes {loaded}..{step}: into xdp-fwd's maps (Fib::add_route) {:.2} s, \
@@ -161,8 +166,8 @@ fn bench() -> Result<()> {
         loaded = step;
         let (mut ours, mut sample) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
-            ours.push(router.ours_cost_ns(step)?);
-            sample.push(router.sample_cost_ns(step)?);
+            ours.push(rig.router.ours_cost_ns(step)?);
+            sample.push(rig.router.sample_cost_ns(step)?);
         }
         let m = median(&ours);
         println!(
@@ -189,19 +194,24 @@ fn bench() -> Result<()> {
     let scaled = topo.through_router(FLOWS, routes::HOST_BASE, scale, DST_STRIDE);
     for round in 1..=rounds {
         for run in [Run::FibLookup1m, Run::Driver1m] {
-            let pps = measure(&mut router, &topo, &mut pktgen, run, &scaled, window, round)?;
-            results.entry(run).or_default().push(pps);
+            measure(&mut rig, run, &scaled, round, &mut results)?;
         }
     }
 
-    println!("\n== medians (Mpps) over {rounds} rounds; every run in brackets");
-    let med = |r: Run| median(results.get(&r).map_or(&[][..], Vec::as_slice));
-    for (run, v) in &results {
+    println!(
+        "\n== medians over {rounds} rounds: Mpps at the sink [every run]; receiver CPU ns per \
+         packet [every run], and the Mpps that implies for a receiver with a CPU to itself"
+    );
+    let med = |r: Run| results.median_pps(r);
+    for (run, v) in &results.pps {
+        let cpu = results.median_cpu_ns(*run);
         println!(
-            "{:<40} {:>6}  [{}]",
+            "{:<40} {:>6}  [{}]  {cpu:>4.0} ns [{}]  {:>6}",
             run.label(),
             mpps(med(*run)),
-            list(v, |x| mpps(*x))
+            list(v, |x| mpps(*x)),
+            list(&results.cpu_ns[run], |x| format!("{x:.0}")),
+            mpps(ratio(1e9, cpu)),
         );
     }
     let (kernel, fib, skb, drv) = (
@@ -223,6 +233,14 @@ fn bench() -> Result<()> {
         "cost at 1M routes / cost at 10      {:.2}  (bar: <= 1.5)",
         ratio(cost_ns[2], cost_ns[0])
     );
+    let cpu = |r: Run| results.median_cpu_ns(r);
+    println!(
+        "from receiver CPU time per packet: driver / kernel {:.2}, driver / xdp_fwd sample {:.2}, \
+         with 1M routes {:.2} (what the ratios would be if the router's CPU were its own)",
+        ratio(cpu(Run::Kernel), cpu(Run::Driver)),
+        ratio(cpu(Run::FibLookup), cpu(Run::Driver)),
+        ratio(cpu(Run::FibLookup1m), cpu(Run::Driver1m)),
+    );
     println!("load average at end: {}", loadavg());
     println!(
         "RESULT dataplane kernel_pps={:.0} fib_lookup_pps={:.0} skb_pps={:.0} driver_pps={:.0} \
@@ -234,16 +252,41 @@ fn bench() -> Result<()> {
     Ok(())
 }
 
-/// One timed run of `run` with generator settings `cfg`; returns the sink's pps.
+/// Every run's figures.
+#[derive(Default)]
+struct Results {
+    /// Packets per second at the sink.
+    pps: BTreeMap<Run, Vec<f64>>,
+    /// Receiver CPU time per packet at the sink, ns.
+    cpu_ns: BTreeMap<Run, Vec<f64>>,
+}
+
+impl Results {
+    fn median_pps(&self, run: Run) -> f64 {
+        median(self.pps.get(&run).map_or(&[][..], Vec::as_slice))
+    }
+    fn median_cpu_ns(&self, run: Run) -> f64 {
+        median(self.cpu_ns.get(&run).map_or(&[][..], Vec::as_slice))
+    }
+}
+
+/// The benchmark's fixed parts.
+struct Rig<'t> {
+    router: Router<'t>,
+    topo: &'t Topology,
+    pktgen: Pktgen,
+    window: Duration,
+}
+
+/// One timed run of `run` with generator settings `cfg`, recorded in `results`.
 fn measure(
-    router: &mut Router<'_>,
-    topo: &Topology,
-    pktgen: &mut Pktgen,
+    rig: &mut Rig<'_>,
     run: Run,
     cfg: &xdp_pktgen_common::GenConfig,
-    window: Duration,
     round: usize,
-) -> Result<f64> {
+    results: &mut Results,
+) -> Result<()> {
+    let (router, topo, pktgen, window) = (&mut rig.router, rig.topo, &mut rig.pktgen, rig.window);
     if let Some(f) = run.forwarder() {
         router
             .select(f)
@@ -251,21 +294,37 @@ fn measure(
     }
     topo.pin_napi()?;
     pktgen.configure(cfg)?;
-    let probe = || match run {
-        Run::Ceiling => Ok(None),
-        _ => router.xdp_forwarded(),
+    let rx_dev = match run {
+        Run::Ceiling => &topo.devs.s1,
+        _ => &topo.devs.r0,
+    };
+    let probe = || -> Result<Probe> {
+        Ok(Probe {
+            forwarded: match run {
+                Run::Ceiling => None,
+                _ => router.xdp_forwarded()?,
+            },
+            rx_cpu_ns: bench::cpu::napi_cpu_ns(rx_dev)?,
+        })
     };
     let b: Blast = pktgen.blast(&topo.gen_ns, GEN_CPU, WARMUP, window, &probe)?;
-    let forwarded = b.probed_pps().map_or(String::new(), |p| {
-        format!("  router XDP forwarded {:>6} Mpps", mpps(p))
+    let forwarded = b.forwarded_pps().map_or(String::new(), |p| {
+        format!("  router XDP forwarded {:>5} Mpps", mpps(p))
     });
     println!(
-        "round {round}  {:<40} sent {:>6} Mpps  received {:>6} Mpps{forwarded}",
+        "round {round}  {:<40} sent {:>5} Mpps  received {:>5} Mpps  receiver CPU {:>4.0} ns/packet{forwarded}",
         run.label(),
         mpps(b.offered_pps()),
-        mpps(b.received_pps())
+        mpps(b.received_pps()),
+        b.rx_cpu_ns_per_frame(),
     );
-    Ok(b.received_pps())
+    results
+        .cpu_ns
+        .entry(run)
+        .or_default()
+        .push(b.rx_cpu_ns_per_frame());
+    results.pps.entry(run).or_default().push(b.received_pps());
+    Ok(())
 }
 
 fn per_route_us(took: Duration, routes: u32) -> f64 {

@@ -34,9 +34,8 @@ pub struct Blast {
     pub sent: u64,
     /// Frames the sink counted in the measured window.
     pub received: u64,
-    /// What the probe counted in the measured window (frames the router's XDP program
-    /// forwarded), if it counts anything.
-    pub probed: Option<u64>,
+    /// How the probe's counters moved in the measured window.
+    pub probed: Probe,
     /// Length of the measured window.
     pub elapsed: Duration,
 }
@@ -52,9 +51,42 @@ impl Blast {
         self.received as f64 / self.elapsed.as_secs_f64()
     }
 
-    /// Frames per second the probe counted.
-    pub fn probed_pps(&self) -> Option<f64> {
-        self.probed.map(|n| n as f64 / self.elapsed.as_secs_f64())
+    /// Frames per second the router's XDP program forwarded, where that is counted.
+    pub fn forwarded_pps(&self) -> Option<f64> {
+        self.probed
+            .forwarded
+            .map(|n| n as f64 / self.elapsed.as_secs_f64())
+    }
+
+    /// CPU time the receivers spent per frame that reached the sink, in ns.
+    pub fn rx_cpu_ns_per_frame(&self) -> f64 {
+        if self.received == 0 {
+            return 0.0;
+        }
+        self.probed.rx_cpu_ns as f64 / self.received as f64
+    }
+}
+
+/// Counters sampled at the start and the end of the measured window.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Probe {
+    /// Frames the router's XDP program forwarded, where something counts them.
+    pub forwarded: Option<u64>,
+    /// CPU time of the receiving NAPI threads (which also run the sink's softirq work),
+    /// in ns: on a shared machine, what a frame costs the receiving CPU whatever share
+    /// of it the receivers get.
+    pub rx_cpu_ns: u64,
+}
+
+impl Probe {
+    fn since(self, before: Self) -> Self {
+        Self {
+            forwarded: before
+                .forwarded
+                .zip(self.forwarded)
+                .map(|(a, b)| b.saturating_sub(a)),
+            rx_cpu_ns: self.rx_cpu_ns.saturating_sub(before.rx_cpu_ns),
+        }
     }
 }
 
@@ -147,7 +179,7 @@ impl Pktgen {
         cpu: usize,
         warmup: Duration,
         window: Duration,
-        probe: &(dyn Fn() -> Result<Option<u64>> + Sync),
+        probe: &(dyn Fn() -> Result<Probe> + Sync),
     ) -> Result<Blast> {
         let prog: &Xdp = self
             .ebpf
@@ -179,7 +211,7 @@ impl Pktgen {
             Ok(Blast {
                 sent,
                 received: rx1.saturating_sub(rx0),
-                probed: p0.zip(p1).map(|(a, b)| b.saturating_sub(a)),
+                probed: p1.since(p0),
                 elapsed,
             })
         })?
