@@ -2,6 +2,17 @@
 //!
 //! Layers, imported only downwards: the wire codec, the FSM and sessions, the RIBs and
 //! policy, the FIB programmer and the dataplane maps ([`fib`]); the daemon, control API
-//! and CLI sit on top.
+//! and CLI sit on top. [`netlink`] is the kernel-facing side: pod routes, neighbors and
+//! links learned from the kernel, and our routes written into its FIB.
 
+pub mod api;
+pub mod bgp;
+pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod fib;
+pub mod netlink;
+pub mod policy;
+pub mod programmer;
+pub mod rib;
+pub mod speaker;

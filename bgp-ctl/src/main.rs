@@ -2,7 +2,12 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use bgp_ctl::fib::{AttachMode, DEFAULT_PIN_DIR, Dataplane, Fib};
+use bgp_ctl::{
+    api::{Envelope, Reply, Request, client},
+    cli::render,
+    config::schema::DEFAULT_SOCKET,
+    fib::{AttachMode, DEFAULT_PIN_DIR, Dataplane, Fib},
+};
 use clap::{Parser, Subcommand};
 
 /// BGP node agent for routed container networks, with an XDP forwarding plane.
@@ -15,9 +20,147 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the node agent: BGP speaker, pod-route origination, FIB programmer, control
+    /// socket. SIGTERM leaves the dataplane pinned and forwarding.
+    ///
+    /// Example: bgp-ctl daemon --config /etc/bgp-ctl/bgp-ctl.toml
+    Daemon {
+        /// Configuration file.
+        #[arg(long, default_value = "/etc/bgp-ctl/bgp-ctl.toml")]
+        config: PathBuf,
+    },
+    /// Show the daemon's state.
+    #[command(subcommand)]
+    Show(ShowCommand),
+    /// Operate a BGP session.
+    #[command(subcommand)]
+    Neighbor(NeighborCommand),
+    /// Originate or withdraw a static route.
+    #[command(subcommand)]
+    Route(RouteCommand),
+    /// Readiness in one line; exit code 0 ready, 1 not ready, 2 daemon unreachable.
+    Health {
+        /// Control socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Operate the XDP forwarding plane directly (no daemon needed).
     #[command(subcommand)]
     Dataplane(DataplaneCommand),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// Options of every command that talks to the daemon.
+#[derive(clap::Args, Clone)]
+struct Client {
+    /// Control socket.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// JSON lines (the control API's own messages) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum ShowCommand {
+    /// One line per BGP neighbor (like `birdc show protocols`).
+    ///
+    /// Example: bgp-ctl show neighbors
+    Neighbors(Client),
+    /// One neighbor in detail: timers, capabilities, counters, policies.
+    ///
+    /// Example: bgp-ctl show neighbor leaf1
+    Neighbor {
+        /// Name or address.
+        neighbor: String,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Loc-RIB routes with their paths (best `*`, multipath `=`, stale `s`).
+    ///
+    /// Example: bgp-ctl show routes 10.244.2.0/24
+    Routes {
+        /// A prefix or address (longest match); all routes when absent.
+        prefix: Option<ipnet::IpNet>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// What the XDP maps hold: group, members, MACs.
+    ///
+    /// Example: bgp-ctl show fib 10.244.2.5/32
+    Fib {
+        /// A prefix or address (longest match); everything when absent.
+        prefix: Option<ipnet::IpNet>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// XDP counters summed over CPUs, and where the program is attached.
+    ///
+    /// Example: bgp-ctl show stats
+    Stats(Client),
+}
+
+#[derive(Subcommand)]
+enum NeighborCommand {
+    /// Reset the session (Cease/Administrative Reset).
+    Reset {
+        /// Name or address.
+        neighbor: String,
+        /// Shutdown communication sent to the peer (RFC 9003).
+        #[arg(long)]
+        message: Option<String>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Shut the session down until enabled (Cease/Administrative Shutdown).
+    Disable {
+        /// Name or address.
+        neighbor: String,
+        /// Shutdown communication sent to the peer (RFC 9003).
+        #[arg(long)]
+        message: Option<String>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Enable a disabled session.
+    Enable {
+        /// Name or address.
+        neighbor: String,
+        #[command(flatten)]
+        client: Client,
+    },
+}
+
+#[derive(Subcommand)]
+enum RouteCommand {
+    /// Originate a prefix (traffic to it goes to this node's kernel).
+    Add {
+        /// The prefix.
+        prefix: ipnet::IpNet,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Withdraw a prefix added with `route add`.
+    Del {
+        /// The prefix.
+        prefix: ipnet::IpNet,
+        #[command(flatten)]
+        client: Client,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file: prints every mistake with its line and field, and
+    /// warnings (such as RFC 8212 defaults); exits non-zero on any mistake.
+    ///
+    /// Example: bgp-ctl config check /etc/bgp-ctl/bgp-ctl.toml
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -78,6 +221,58 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Daemon { config } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .init();
+            bgp_ctl::daemon::run(&config)?;
+        }
+        Command::Show(cmd) => show(cmd)?,
+        Command::Neighbor(cmd) => {
+            let (req, client) = match cmd {
+                NeighborCommand::Reset {
+                    neighbor,
+                    message,
+                    client,
+                } => (Request::NeighborReset { neighbor, message }, client),
+                NeighborCommand::Disable {
+                    neighbor,
+                    message,
+                    client,
+                } => (Request::NeighborDisable { neighbor, message }, client),
+                NeighborCommand::Enable { neighbor, client } => {
+                    (Request::NeighborEnable { neighbor }, client)
+                }
+            };
+            print_replies(&client, &req)?;
+        }
+        Command::Route(cmd) => {
+            let (req, client) = match cmd {
+                RouteCommand::Add { prefix, client } => (Request::RouteAdd { prefix }, client),
+                RouteCommand::Del { prefix, client } => (Request::RouteDel { prefix }, client),
+            };
+            print_replies(&client, &req)?;
+        }
+        Command::Health { socket } => {
+            let replies = match client::collect(&socket, &Request::Health) {
+                Ok(r) => r,
+                Err(e) => {
+                    println!("unreachable: {e:#}");
+                    std::process::exit(2);
+                }
+            };
+            for r in replies {
+                if let Reply::Health(h) = r {
+                    print!("{}", render::health(&h));
+                    if !h.ready {
+                        std::process::exit(1);
+                    }
+                }
+            }
+        }
         Command::Dataplane(DataplaneCommand::Attach {
             iface,
             mode,
@@ -121,12 +316,68 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Config(ConfigCommand::Check { file }) => {
+            let loaded = bgp_ctl::config::load(&file)?;
+            for w in &loaded.warnings {
+                eprintln!("{}: warning: {w}", file.display());
+            }
+            println!(
+                "{}: ok ({} peers, {} dynamic-neighbor ranges, {} policies)",
+                file.display(),
+                loaded.config.peer.len(),
+                loaded.config.dynamic_neighbors.len(),
+                loaded.config.policies.get_ref().len()
+            );
+        }
         Command::Dataplane(DataplaneCommand::Stats { pin_dir }) => {
             let c = bgp_ctl::fib::FibMaps::open(&pin_dir)?.counters()?;
             println!("{c:#?}");
         }
     }
     Ok(())
+}
+
+/// Sends a request and prints the replies as a table, or as JSON lines with `--json`.
+fn print_replies(client: &Client, req: &Request) -> anyhow::Result<()> {
+    let replies = client::collect(&client.socket, req)?;
+    if client.json {
+        for r in &replies {
+            println!("{}", serde_json::to_string(&Envelope::new(r))?);
+        }
+        return Ok(());
+    }
+    let (mut neighbors, mut routes, mut fib) = (Vec::new(), Vec::new(), Vec::new());
+    for r in replies {
+        match r {
+            Reply::Neighbor(n) => neighbors.push(n),
+            Reply::Route(r) => routes.push(r),
+            Reply::Fib(f) => fib.push(f),
+            Reply::NeighborDetail(d) => print!("{}", render::neighbor(&d)),
+            Reply::Stats(s) => print!("{}", render::stats(&s)),
+            Reply::Reload(r) => print!("{}", render::reload(&r)),
+            Reply::Health(h) => print!("{}", render::health(&h)),
+            Reply::Done { message } => println!("{message}"),
+            Reply::End | Reply::Error { .. } => {}
+        }
+    }
+    match req {
+        Request::ShowNeighbors => print!("{}", render::neighbors(&neighbors)),
+        Request::ShowRoutes { .. } => print!("{}", render::routes(&routes)),
+        Request::ShowFib { .. } => print!("{}", render::fib(&fib)),
+        _ => {}
+    }
+    Ok(())
+}
+
+fn show(cmd: ShowCommand) -> anyhow::Result<()> {
+    let (req, client) = match cmd {
+        ShowCommand::Neighbors(c) => (Request::ShowNeighbors, c),
+        ShowCommand::Neighbor { neighbor, client } => (Request::ShowNeighbor { neighbor }, client),
+        ShowCommand::Routes { prefix, client } => (Request::ShowRoutes { prefix }, client),
+        ShowCommand::Fib { prefix, client } => (Request::ShowFib { prefix }, client),
+        ShowCommand::Stats(c) => (Request::ShowStats, c),
+    };
+    print_replies(&client, &req)
 }
 
 /// Blocks until SIGTERM or SIGINT.

@@ -10,11 +10,16 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, anyhow, bail};
 
+pub mod agent;
+pub mod bird;
 pub mod frames;
+pub mod frr;
+pub mod peer;
 
 /// Prefix of every namespace and pin directory the lab creates.
 pub const PREFIX: &str = "bgpt";
@@ -90,8 +95,31 @@ fn owner_pid(name: &str) -> Option<u32> {
     name.strip_prefix(PREFIX)?.split('x').next()?.parse().ok()
 }
 
-/// Removes namespaces and pin directories left by lab processes that no longer run.
+/// Polls `ready` every `interval` until it returns `Ok(true)`; returns how long that
+/// took. Fails when `timeout` has passed (after one last poll) or as soon as `ready`
+/// fails: `ready` decides which errors are worth waiting out.
+pub fn wait_until(
+    timeout: Duration,
+    interval: Duration,
+    mut ready: impl FnMut() -> Result<bool>,
+) -> Result<Duration> {
+    let start = Instant::now();
+    loop {
+        let expired = start.elapsed() >= timeout;
+        if ready()? {
+            return Ok(start.elapsed());
+        }
+        if expired {
+            bail!("not ready after {:.1} s", timeout.as_secs_f64());
+        }
+        std::thread::sleep(interval.min(timeout.saturating_sub(start.elapsed())));
+    }
+}
+
+/// Removes namespaces, pin directories, peer daemons and their run directories left by
+/// lab processes that no longer run.
 pub fn sweep_stale() {
+    peer::sweep_stale_daemons();
     if let Ok(list) = run("ip", &["netns", "list"]) {
         for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
             if owner_pid(name).is_some_and(|p| !pid_alive(p)) {
@@ -278,6 +306,28 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(owner_pid(&a), Some(std::process::id()));
         assert!(a.len() <= 15, "{a} must fit an interface name");
+    }
+
+    #[test]
+    fn wait_until_returns_when_ready_and_fails_when_not() {
+        let mut n = 0;
+        let took = wait_until(Duration::from_secs(5), Duration::from_millis(1), || {
+            n += 1;
+            Ok(n == 3)
+        })
+        .unwrap();
+        assert_eq!(n, 3);
+        assert!(took < Duration::from_secs(5));
+        let err = wait_until(Duration::from_millis(30), Duration::from_millis(5), || {
+            Ok(false)
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("not ready"), "{err}");
+        let err = wait_until(Duration::from_secs(5), Duration::from_millis(1), || {
+            bail!("broken")
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "broken");
     }
 
     #[test]

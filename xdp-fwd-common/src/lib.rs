@@ -254,6 +254,29 @@ pub struct Counters {
     pub drop_blackhole: u64,
 }
 
+impl Counters {
+    /// Every counter with its name, in program order (the names `show stats` prints).
+    pub fn named(&self) -> [(&'static str, u64); 15] {
+        [
+            ("rx", self.rx),
+            ("forwarded", self.forwarded),
+            ("pass_not_ip", self.pass_not_ip),
+            ("pass_vlan", self.pass_vlan),
+            ("pass_malformed", self.pass_malformed),
+            ("pass_no_route", self.pass_no_route),
+            ("pass_ttl", self.pass_ttl),
+            ("pass_ip_options", self.pass_ip_options),
+            ("pass_fragment", self.pass_fragment),
+            ("pass_neigh_unresolved", self.pass_neigh_unresolved),
+            ("pass_local", self.pass_local),
+            ("pass_too_big", self.pass_too_big),
+            ("pass_no_next_hop", self.pass_no_next_hop),
+            ("pass_no_egress", self.pass_no_egress),
+            ("drop_blackhole", self.drop_blackhole),
+        ]
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;

@@ -25,7 +25,54 @@ pub fn test() -> Result<()> {
     // Integration tests run the bgp-ctl binary itself (e.g. to SIGKILL and restart it).
     step("binaries", &with_workspace(&["build"], &["--bins"]))?;
     step("tests", &with_workspace(&["test"], &["--no-fail-fast"]))?;
-    println!("xtask test: rustfmt, clippy and every test passed");
+    fuzz(FUZZ_SECONDS)?;
+    println!("xtask test: rustfmt, clippy, every test and {FUZZ_SECONDS} s of fuzzing passed");
+    Ok(())
+}
+
+/// Length of the fuzz run in `cargo xtask test`.
+const FUZZ_SECONDS: u32 = 45;
+
+/// Fuzzes `Message::decode` and `frame_length` (bgp-wire/fuzz) for `seconds`, from the
+/// committed corpus; new inputs go to a temporary directory, so the tree stays clean.
+/// cargo-fuzz needs nightly features: the eBPF toolchain provides them (Debian's rustc
+/// with RUSTC_BOOTSTRAP=1). `-s none`: Debian's rustc ships no sanitizer runtime, and
+/// the codec is safe Rust; libFuzzer still finds panics, and the target's assertions.
+pub fn fuzz(seconds: u32) -> Result<()> {
+    let fuzz_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../bgp-wire/fuzz");
+    let scratch = std::env::temp_dir().join(format!("bgp-wire-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).context("creating the fuzz scratch corpus")?;
+    let toolchain = crate::prereq::toolchain();
+    let time = format!("-max_total_time={seconds}");
+    let args = [
+        "run",
+        &toolchain,
+        "cargo",
+        "fuzz",
+        "run",
+        "--fuzz-dir",
+        fuzz_dir,
+        "-s",
+        "none",
+        "decode",
+    ];
+    println!(
+        "==> fuzz: rustup {} {} {fuzz_dir}/corpus/decode -- {time}",
+        args.join(" "),
+        scratch.display()
+    );
+    let status = Command::new("rustup")
+        .args(args)
+        .arg(&scratch)
+        .arg(format!("{fuzz_dir}/corpus/decode"))
+        .args(["--", &time])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .status()
+        .context("running cargo fuzz");
+    let _ = std::fs::remove_dir_all(&scratch);
+    if !status?.success() {
+        bail!("fuzzing bgp-wire failed (a crash input is in {fuzz_dir}/artifacts/decode)");
+    }
     Ok(())
 }
 

@@ -44,6 +44,9 @@ const BENCH_PACKAGES: &[&str] = &["linux-source-6.1", "clang", "libbpf-dev"];
 /// bpf-linker, built against Debian's LLVM 22 (the LLVM of Debian's rustc).
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
+/// cargo-fuzz, which runs the wire codec's fuzz target (bgp-wire/fuzz).
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
 /// What one piece of the machine lacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Missing {
@@ -55,6 +58,11 @@ pub enum Missing {
     BpfLinker,
     /// No bpffs at /sys/fs/bpf.
     Bpffs,
+    /// System services of BGP daemons that would hold port 179 in the root namespace
+    /// (apt enables them; the tests run their own instances in namespaces).
+    PeerServices(Vec<String>),
+    /// cargo-fuzz not installed.
+    CargoFuzz,
 }
 
 impl std::fmt::Display for Missing {
@@ -64,6 +72,8 @@ impl std::fmt::Display for Missing {
             Self::Toolchain(t) => write!(f, "rust toolchain `{t}` with its library source"),
             Self::BpfLinker => write!(f, "bpf-linker"),
             Self::Bpffs => write!(f, "bpffs mounted at /sys/fs/bpf"),
+            Self::PeerServices(s) => write!(f, "stopped and disabled services {}", s.join(" ")),
+            Self::CargoFuzz => write!(f, "cargo-fuzz"),
         }
     }
 }
@@ -102,7 +112,40 @@ pub fn missing(need: Need) -> Vec<Missing> {
     if need != Need::Build && !bpffs_mounted() {
         out.push(Missing::Bpffs);
     }
+    if need != Need::Build {
+        let on = services_on(
+            Path::new("/run/systemd/system").exists(),
+            |s| succeeds("systemctl", &["is-active", "--quiet", s]),
+            |s| succeeds("systemctl", &["is-enabled", "--quiet", s]),
+        );
+        if !on.is_empty() {
+            out.push(Missing::PeerServices(on));
+        }
+    }
+    if need != Need::Build && !succeeds("cargo", &["fuzz", "--version"]) {
+        out.push(Missing::CargoFuzz);
+    }
     out
+}
+
+/// System services of the test peers that apt may enable.
+pub const PEER_SERVICES: &[&str] = &["frr", "bird"];
+
+/// The peer services that are active or enabled; none unless systemd runs (without it
+/// apt's services never start).
+fn services_on(
+    systemd: bool,
+    active: impl Fn(&str) -> bool,
+    enabled: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    if !systemd {
+        return Vec::new();
+    }
+    PEER_SERVICES
+        .iter()
+        .filter(|s| active(s) || enabled(s))
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 
 /// The one-line error for what is missing.
@@ -182,6 +225,20 @@ mod tests {
     #[test]
     fn an_unknown_toolchain_is_not_ready() {
         assert!(!toolchain_ready("no-such-toolchain-xyz"));
+    }
+
+    #[test]
+    fn peer_services_matter_only_under_systemd() {
+        assert!(services_on(false, |_| true, |_| true).is_empty());
+        assert_eq!(
+            services_on(true, |s| s == "bird", |_| false),
+            vec!["bird".to_owned()]
+        );
+        assert_eq!(
+            services_on(true, |_| false, |s| s == "frr"),
+            vec!["frr".to_owned()]
+        );
+        assert!(services_on(true, |_| false, |_| false).is_empty());
     }
 
     #[test]

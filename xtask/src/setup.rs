@@ -4,7 +4,9 @@ use std::{process::Command, time::Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::prereq::{self, BPF_LINKER_VERSION, DEBIAN_TOOLCHAIN, Missing, Need};
+use crate::prereq::{
+    self, BPF_LINKER_VERSION, CARGO_FUZZ_VERSION, DEBIAN_TOOLCHAIN, Missing, Need,
+};
 
 /// Installs everything missing; prints that all is present when nothing is.
 pub fn setup() -> Result<()> {
@@ -12,7 +14,7 @@ pub fn setup() -> Result<()> {
     let missing = prereq::missing(Need::Bench);
     if missing.is_empty() {
         println!(
-            "setup: everything is present (packages, toolchain `{}`, bpf-linker, bpffs) [{:.1} s]",
+            "setup: everything is present (packages, toolchain `{}`, bpf-linker, bpffs, cargo-fuzz) [{:.1} s]",
             prereq::toolchain(),
             start.elapsed().as_secs_f64()
         );
@@ -29,6 +31,21 @@ pub fn setup() -> Result<()> {
             Missing::Toolchain(tc) => install_toolchain(tc)?,
             Missing::BpfLinker => install_bpf_linker()?,
             Missing::Bpffs => run("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"])?,
+            Missing::PeerServices(s) => {
+                let mut args = vec!["disable", "--now"];
+                args.extend(s.iter().map(String::as_str));
+                run("systemctl", &args)?;
+            }
+            // Builds with the stable toolchain; running it needs the nightly features
+            // of the eBPF toolchain (RUSTC_BOOTSTRAP=1 with Debian's rustc).
+            Missing::CargoFuzz => run(
+                "cargo",
+                &[
+                    "install",
+                    &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"),
+                    "--locked",
+                ],
+            )?,
         }
     }
     let still = prereq::missing(Need::Bench);
@@ -53,9 +70,9 @@ fn install_packages(pkgs: &[String]) -> Result<()> {
     }
     // Debian enables the peers' system services; the tests run their own instances in
     // namespaces, so nothing may hold port 179 in the root namespace.
-    for service in ["frr", "bird"] {
+    for service in prereq::PEER_SERVICES {
         let _ = Command::new("systemctl")
-            .args(["disable", "--now", service])
+            .args(["disable", "--now", *service])
             .output();
     }
     Ok(())

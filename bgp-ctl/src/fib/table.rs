@@ -332,6 +332,14 @@ impl Fib {
             return Err(FibError::GroupSize(ids.len()));
         }
         self.stale.remove(&prefix);
+        // The route's group may already hold exactly these members: a group shrunk in
+        // place when a next hop went away. Then nothing is written, whatever the number
+        // of routes the RIB re-sends after a peer down.
+        if let Some(cur) = self.routes.get(&prefix)
+            && self.groups.get(cur).is_some_and(|g| g.members == ids)
+        {
+            return Ok(());
+        }
         let gid = match self.group_ids_by_members.get(&ids) {
             Some(&gid) => gid,
             None => self.new_group(ids)?,
@@ -349,6 +357,24 @@ impl Fib {
             self.group_unref(old)?;
         }
         Ok(())
+    }
+
+    /// The group of an installed route and, per member, its next hop and the number of
+    /// the group's buckets pointing at it.
+    pub fn route_group(&self, prefix: &IpNet) -> Option<(u32, Vec<(NextHopKey, u16)>)> {
+        let gid = *self.routes.get(&prefix.trunc())?;
+        let g = self.groups.get(&gid)?;
+        let members = g
+            .members
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| {
+                let key = self.next_hops.get(id)?.key;
+                let n = g.buckets.iter().filter(|&&b| usize::from(b) == i).count();
+                Some((key, u16::try_from(n).unwrap_or(u16::MAX)))
+            })
+            .collect();
+        Some((gid, members))
     }
 
     /// Removes `prefix`. Returns whether it was installed.

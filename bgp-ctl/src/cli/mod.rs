@@ -1,0 +1,3 @@
+//! The CLI's presentation: human tables for the control API's replies.
+
+pub mod render;

@@ -1,0 +1,267 @@
+//! The FIB programmer's thread: applies the speaker's work to the XDP maps, follows the
+//! kernel's neighbors and links, and answers `show fib` and `show stats`.
+//!
+//! Map writes are system calls, so the programmer runs on its own thread (with its own
+//! single-threaded runtime for netlink) and never stalls the speaker.
+
+use std::{collections::HashMap, net::IpAddr, time::Duration};
+
+use ipnet::IpNet;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+use xdp_fwd_common::{NH_BLACKHOLE, NH_FORWARD, NH_LOCAL, NH_UNRESOLVED};
+
+use crate::{
+    api::{
+        Reply,
+        protocol::{FibMemberView, FibView, StatsView},
+        server::ReplySink,
+    },
+    fib::{Fib, NextHopKey},
+    netlink::{Event, NeighborResolver, RouteLookup, WatchOptions, watch_links, watch_neighbors},
+    programmer::{FibProgrammer, LinkInfo, Work},
+};
+
+/// Questions about the dataplane.
+#[derive(Debug)]
+pub enum FibQuery {
+    /// `show fib [PREFIX]`.
+    Fib(Option<IpNet>, ReplySink),
+    /// `show stats`.
+    Stats(ReplySink),
+}
+
+/// Starts the programmer thread. Adopted routes not re-added within `resync_after` are
+/// removed then (graceful restart of our own daemon: peers re-send, we re-learn).
+pub fn spawn(
+    fib: Fib,
+    work: mpsc::Receiver<Work>,
+    queries: mpsc::Receiver<FibQuery>,
+    attached: Vec<(String, String)>,
+    resync_after: Duration,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("fib-programmer".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    warn!("fib programmer: no runtime: {e}");
+                    return;
+                }
+            };
+            rt.block_on(run(fib, work, queries, attached, resync_after));
+        })
+}
+
+async fn run(
+    mut fib: Fib,
+    mut work: mpsc::Receiver<Work>,
+    mut queries: mpsc::Receiver<FibQuery>,
+    attached: Vec<(String, String)>,
+    resync_after: Duration,
+) {
+    fib.begin_resync();
+    let mut p = FibProgrammer::new(fib);
+    let opts = WatchOptions::default();
+    let (lookup, resolver, neighbors, links) = (
+        RouteLookup::new(),
+        NeighborResolver::new(),
+        watch_neighbors(&opts),
+        watch_links(&opts),
+    );
+    let (mut lookup, mut resolver, mut neighbors, mut links) =
+        match (lookup, resolver, neighbors, links) {
+            (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+            (a, b, c, d) => {
+                let e = [a.err(), b.err(), c.err(), d.err()];
+                warn!("fib programmer: netlink: {e:?}");
+                return;
+            }
+        };
+    let mut names: HashMap<u32, String> = HashMap::new();
+    let resync = tokio::time::sleep(resync_after);
+    tokio::pin!(resync);
+    let mut resynced = false;
+    loop {
+        tokio::select! {
+            w = work.recv() => {
+                let Some(w) = w else { break };
+                let result = match w {
+                    Work::Changes(changes) => {
+                        for addr in p.unknown_next_hops(&changes) {
+                            match lookup.egress(addr).await {
+                                Ok(e) => p.set_egress(addr, e),
+                                Err(e) => warn!("route lookup of next hop {addr}: {e}"),
+                            }
+                        }
+                        match p.apply(&changes) {
+                            Ok(req) => {
+                                for (ifindex, addr) in req.resolve {
+                                    // Managed entries stay resolved although XDP traffic
+                                    // never refreshes them; fall back to a one-off request.
+                                    if resolver.keep_resolved(ifindex, addr).await.is_err() {
+                                        let _ = resolver.request_resolution(ifindex, addr).await;
+                                    }
+                                }
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Work::PeerDown(peer) => p.peer_down(peer).map(|groups| {
+                        info!("peer down: {groups} next-hop groups shrunk in place");
+                    }),
+                    Work::LocalTarget(prefix, Some(t)) => {
+                        p.set_local_target(prefix, t);
+                        Ok(())
+                    }
+                    Work::LocalTarget(prefix, None) => {
+                        p.remove_local_target(&prefix);
+                        Ok(())
+                    }
+                };
+                if let Err(e) = result {
+                    warn!("fib programmer: {e}");
+                }
+            }
+            Some(ev) = neighbors.next() => match ev {
+                Ok(Event::Added(n) | Event::Changed(n)) => {
+                    if let Err(e) = p.neighbor_changed(n.ifindex, n.addr, n.mac) {
+                        warn!("neighbor {}: {e}", n.addr);
+                    }
+                }
+                Ok(Event::Removed(n)) => {
+                    if let Err(e) = p.neighbor_changed(n.ifindex, n.addr, None) {
+                        warn!("neighbor {}: {e}", n.addr);
+                    }
+                }
+                Ok(Event::Synced) => {}
+                Err(e) => warn!("neighbor watcher: {e}"),
+            },
+            Some(ev) = links.next() => match ev {
+                Ok(Event::Added(l) | Event::Changed(l)) => {
+                    names.insert(l.ifindex, l.name.clone());
+                    let info = l.mac.map(|mac| LinkInfo { mac, mtu: l.mtu, usable: l.is_usable() });
+                    if let Err(e) = p.link_changed(l.ifindex, info) {
+                        warn!("link {}: {e}", l.name);
+                    }
+                }
+                Ok(Event::Removed(l)) => {
+                    names.remove(&l.ifindex);
+                    if let Err(e) = p.link_changed(l.ifindex, None) {
+                        warn!("link {}: {e}", l.name);
+                    }
+                }
+                Ok(Event::Synced) => {}
+                Err(e) => warn!("link watcher: {e}"),
+            },
+            Some(q) = queries.recv() => answer(&p, &names, &attached, q),
+            () = &mut resync, if !resynced => {
+                resynced = true;
+                match p.fib_mut().end_resync() {
+                    Ok(n) => info!("resync after restart: {n} routes not re-learned were removed"),
+                    Err(e) => warn!("resync: {e}"),
+                }
+            }
+        }
+    }
+}
+
+fn mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn answer(
+    p: &FibProgrammer,
+    names: &HashMap<u32, String>,
+    attached: &[(String, String)],
+    q: FibQuery,
+) {
+    let (replies, out) = match q {
+        FibQuery::Stats(out) => {
+            let r = match p.fib().counters() {
+                Ok(c) => Reply::Stats(StatsView {
+                    counters: c.named().iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+                    attached: attached.to_vec(),
+                }),
+                Err(e) => Reply::Error {
+                    message: format!("reading counters: {e}"),
+                },
+            };
+            (vec![r], out)
+        }
+        FibQuery::Fib(prefix, out) => {
+            let mut prefixes: Vec<IpNet> = match prefix {
+                Some(want) => p
+                    .fib()
+                    .routes()
+                    .map(|(p, _)| p)
+                    .filter(|p| p.contains(&want.addr()) && p.prefix_len() <= want.prefix_len())
+                    .max_by_key(IpNet::prefix_len)
+                    .into_iter()
+                    .collect(),
+                None => p.fib().routes().map(|(p, _)| p).collect(),
+            };
+            prefixes.sort();
+            let views = prefixes
+                .into_iter()
+                .filter_map(|prefix| {
+                    let (group, members) = p.fib().route_group(&prefix)?;
+                    Some(Reply::Fib(FibView {
+                        prefix,
+                        group,
+                        members: members
+                            .into_iter()
+                            .map(|(key, buckets)| member(p, names, key, buckets))
+                            .collect(),
+                    }))
+                })
+                .collect();
+            (views, out)
+        }
+    };
+    tokio::spawn(async move {
+        for r in replies {
+            if out.send(r).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+fn member(
+    p: &FibProgrammer,
+    names: &HashMap<u32, String>,
+    key: NextHopKey,
+    buckets: u16,
+) -> FibMemberView {
+    let nh = p.fib().next_hop(&key).unwrap_or_default();
+    let (address, ifindex): (Option<IpAddr>, Option<u32>) = match key {
+        NextHopKey::Neighbor { ifindex, addr } => (Some(addr), Some(ifindex)),
+        _ => (None, None),
+    };
+    let kind = match nh.kind {
+        NH_FORWARD => "forward",
+        NH_UNRESOLVED => "unresolved",
+        NH_LOCAL => "local",
+        NH_BLACKHOLE => "blackhole",
+        _ => "unused",
+    };
+    let forward = nh.kind == NH_FORWARD;
+    FibMemberView {
+        kind: kind.into(),
+        address,
+        interface: ifindex.map(|i| names.get(&i).cloned().unwrap_or_else(|| format!("if{i}"))),
+        src_mac: forward.then(|| mac(nh.src_mac)),
+        dst_mac: forward.then(|| mac(nh.dst_mac)),
+        mtu: (nh.mtu != 0).then(|| u16::try_from(nh.mtu).unwrap_or(u16::MAX)),
+        buckets,
+    }
+}

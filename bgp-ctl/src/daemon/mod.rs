@@ -1,0 +1,252 @@
+//! `bgp-ctl daemon`: the node agent. Loads the config, attaches the dataplane, starts the
+//! FIB programmer, the speaker, the pod-route watcher and the control socket, and runs
+//! until SIGTERM/SIGINT. On exit the dataplane stays pinned and forwarding; sessions close
+//! without a NOTIFICATION, so graceful-restart peers keep our routes until we are back.
+
+mod fib_task;
+mod specs;
+
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::{
+    api::{
+        Reply, Request,
+        protocol::HealthView,
+        server::{self, Handler, ReplySink},
+    },
+    bgp::Listener,
+    config::{self, schema::AttachMode},
+    fib::{self, Dataplane, Fib},
+    netlink::{Event, PodRouteConfig, WatchOptions, watch_pod_routes},
+    programmer::LocalTarget,
+    speaker::{Command, Speaker},
+};
+use fib_task::FibQuery;
+
+/// Runs the daemon with the config at `path` until a termination signal.
+pub fn run(path: &Path) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the daemon needs root (BPF, XDP, netlink, port 179)");
+    }
+    let loaded = config::load(path)?;
+    for w in &loaded.warnings {
+        warn!("{}: {w}", path.display());
+    }
+    let c = loaded.config;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(serve(c))
+}
+
+async fn serve(c: config::Config) -> Result<()> {
+    let dp_cfg = c.dataplane.get_ref();
+    // The dataplane first: a node that cannot forward must not advertise its pods.
+    let mut dp = Dataplane::open(&dp_cfg.pin_dir)?;
+    let mode = match dp_cfg.mode {
+        AttachMode::Driver => fib::AttachMode::Driver,
+        AttachMode::Skb => fib::AttachMode::Skb,
+    };
+    let mut attached = Vec::new();
+    for u in &dp_cfg.uplinks {
+        dp.attach(u.get_ref(), mode)
+            .with_context(|| format!("attaching xdp-fwd to uplink {}", u.get_ref()))?;
+        attached.push((u.get_ref().clone(), mode.to_string()));
+    }
+    let mut fib = Fib::open(&dp_cfg.pin_dir)?;
+    fib.set_forward_fragments(dp_cfg.forward_fragments)?;
+    info!(
+        "dataplane attached to {} ({mode}); adopted {} routes from the pins",
+        attached
+            .iter()
+            .map(|a| a.0.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        fib.route_count()
+    );
+
+    let (work_tx, work_rx) = mpsc::channel(1024);
+    let (query_tx, query_rx) = mpsc::channel(16);
+    let resync = Duration::from_secs(u64::from(*c.graceful_restart.restart_time.get_ref()).max(30));
+    fib_task::spawn(fib, work_rx, query_rx, attached.clone(), resync)?;
+
+    let addrs: Vec<SocketAddr> = c
+        .listen
+        .addresses
+        .iter()
+        .map(|a| SocketAddr::new(*a, c.listen.port))
+        .collect();
+    let listener = Arc::new(
+        Listener::bind(&addrs).context("BGP listener (is port 179 taken by another daemon?)")?,
+    );
+    let mut speaker = Speaker::new(specs::speaker_settings(&c), work_tx, Some(listener.clone()));
+    for p in specs::peers(&c)? {
+        speaker.add_peer(p)?;
+    }
+    let (cmd_tx, cmd_rx) = mpsc::channel(256);
+    for d in specs::dynamic(&c)? {
+        let (range, md5) = (d.range, d.template.session.md5_password.clone());
+        let index = speaker.add_dynamic(d);
+        let (tx, mut rx) = mpsc::channel(16);
+        listener.add_range(range, md5.as_deref(), tx)?;
+        let cmds = cmd_tx.clone();
+        tokio::spawn(async move {
+            while let Some(acc) = rx.recv().await {
+                if cmds
+                    .send(Command::DynamicAccepted(index, acc))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+    let speaker_task = tokio::spawn(speaker.run(cmd_rx));
+
+    for prefix in &c.origination.static_routes {
+        cmd_tx
+            .send(Command::Originate {
+                prefix: *prefix,
+                target: LocalTarget::Kernel,
+            })
+            .await?;
+    }
+    for a in &c.aggregate {
+        // The aggregate's uncovered space is dropped: pods inside it have their own routes.
+        cmd_tx
+            .send(Command::Originate {
+                prefix: *a.prefix.get_ref(),
+                target: LocalTarget::Blackhole,
+            })
+            .await?;
+    }
+    if !c.origination.pod_cidrs.is_empty() {
+        let watch = watch_pod_routes(
+            PodRouteConfig::new(c.origination.pod_cidrs.clone()),
+            &WatchOptions::default(),
+        )?;
+        tokio::spawn(originate_pods(watch, cmd_tx.clone()));
+    }
+
+    let socket = server::bind(&c.api.socket)
+        .with_context(|| format!("control socket {}", c.api.socket.display()))?;
+    let handler = Arc::new(Api {
+        speaker: cmd_tx.clone(),
+        fib: query_tx,
+        uplinks: attached.iter().map(|a| a.0.clone()).collect(),
+    });
+    tokio::spawn(server::serve(socket, handler));
+    info!(
+        "bgp-ctl daemon running: AS {}, router id {}",
+        c.asn.get_ref(),
+        c.router_id.get_ref()
+    );
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: leaving the dataplane pinned and forwarding"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: leaving the dataplane pinned and forwarding"),
+        r = speaker_task => warn!("speaker ended: {r:?}"),
+    }
+    let _ = std::fs::remove_file(&c.api.socket);
+    drop(listener);
+    Ok(())
+}
+
+async fn originate_pods(
+    mut watch: crate::netlink::Watch<crate::netlink::PodRoute>,
+    cmds: mpsc::Sender<Command>,
+) {
+    while let Some(ev) = watch.next().await {
+        let cmd = match ev {
+            Ok(Event::Added(r) | Event::Changed(r)) => Command::Originate {
+                prefix: r.prefix,
+                target: LocalTarget::Pod { ifindex: r.ifindex },
+            },
+            Ok(Event::Removed(r)) => Command::WithdrawLocal { prefix: r.prefix },
+            Ok(Event::Synced) => continue,
+            Err(e) => {
+                warn!("pod route watcher: {e}");
+                continue;
+            }
+        };
+        if cmds.send(cmd).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Routes control API requests to the speaker or the FIB programmer.
+struct Api {
+    speaker: mpsc::Sender<Command>,
+    fib: mpsc::Sender<FibQuery>,
+    uplinks: Vec<String>,
+}
+
+impl Handler for Api {
+    async fn handle(&self, request: Request, out: ReplySink) {
+        let sent = match request {
+            Request::ShowFib { prefix } => self
+                .fib
+                .send(FibQuery::Fib(prefix, out.clone()))
+                .await
+                .is_ok(),
+            Request::ShowStats => self.fib.send(FibQuery::Stats(out.clone())).await.is_ok(),
+            Request::Health => {
+                let (tx, mut rx) = mpsc::channel(64);
+                let ok = self
+                    .speaker
+                    .send(Command::Request(Request::ShowNeighbors, tx))
+                    .await
+                    .is_ok();
+                let mut failing = Vec::new();
+                while let Some(r) = rx.recv().await {
+                    if let Reply::Neighbor(n) = r
+                        && n.state != "Established"
+                    {
+                        failing.push(format!(
+                            "peer-not-established:{} ({} for {}s)",
+                            n.name, n.state, n.since_secs
+                        ));
+                    }
+                }
+                let _ = &self.uplinks;
+                let view = HealthView {
+                    ready: ok && failing.is_empty(),
+                    live: ok,
+                    failing,
+                };
+                let _ = out.send(Reply::Health(view)).await;
+                true
+            }
+            Request::Reload => {
+                let _ = out
+                    .send(Reply::Error {
+                        message: "reload is not supported yet: restart the daemon (the dataplane and graceful restart keep traffic flowing)".into(),
+                    })
+                    .await;
+                true
+            }
+            other => self
+                .speaker
+                .send(Command::Request(other, out.clone()))
+                .await
+                .is_ok(),
+        };
+        if !sent {
+            let _ = out
+                .send(Reply::Error {
+                    message: "the daemon is shutting down".into(),
+                })
+                .await;
+        }
+    }
+}

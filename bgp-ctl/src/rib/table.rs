@@ -1,0 +1,356 @@
+//! The prefix table of one family: for every prefix, the paths received from each peer
+//! (the Adj-RIBs-In, pre-policy) with their post-policy attributes (the Loc-RIB
+//! candidates), kept in decision order: the best path first, then the other multipath
+//! members, then the rest.
+//!
+//! One table holds both RIBs, as BIRD and FRR do, because that is what makes a million
+//! routes cheap: a prefix is stored once, in a dense slab of 20-byte slots (IPv4), with
+//! a single path inline; a hash index of 4-byte slot ids finds it. Prefixes with two or
+//! more paths keep their paths in a side list.
+
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use super::{attr_store::AttrId, prefix::RibPrefix};
+
+/// Path flag: marked stale by graceful restart (RFC 4724), until refreshed or swept.
+pub(crate) const STALE: u8 = 1;
+/// Path flag: failed the AS_PATH / ORIGINATOR_ID / CLUSTER_LIST loop checks.
+pub(crate) const LOOPED: u8 = 2;
+
+/// One path of a prefix: what one source announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PathRec {
+    /// Attributes as received (Adj-RIB-In, pre-policy).
+    pub attr_in: AttrId,
+    /// Attributes after import policy; `None` when rejected or looped.
+    pub attr_out: Option<AttrId>,
+    /// The source: 0 for local, else the peer id.
+    pub source: u16,
+    /// [`STALE`], [`LOOPED`].
+    pub flags: u8,
+}
+
+#[derive(Debug)]
+enum Paths {
+    /// A free slot.
+    Empty,
+    One(PathRec),
+    /// Index into the side lists (two or more paths).
+    Many(u32),
+}
+
+#[derive(Debug)]
+struct Slot<P> {
+    prefix: P,
+    /// Number of multipath members at the head of the paths, the best first; 0: no best.
+    mp: u8,
+    paths: Paths,
+}
+
+/// The prefix table of one family.
+#[derive(Debug)]
+pub(crate) struct PrefixTable<P> {
+    index: HashTable<u32>,
+    slots: Vec<Slot<P>>,
+    free: Vec<u32>,
+    lists: Vec<Vec<PathRec>>,
+    free_lists: Vec<u32>,
+    /// Number of prefixes of each length, so a longest-prefix match probes only lengths
+    /// that exist.
+    by_len: Vec<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+impl<P: RibPrefix> Default for PrefixTable<P> {
+    fn default() -> Self {
+        PrefixTable {
+            index: HashTable::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            lists: Vec::new(),
+            free_lists: Vec::new(),
+            by_len: vec![0; usize::from(P::MAX_LEN) + 1],
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+}
+
+impl<P: RibPrefix> PrefixTable<P> {
+    /// Number of prefixes.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The slot of `prefix`, if present.
+    pub fn find(&self, prefix: &P) -> Option<u32> {
+        let hash = self.hasher.hash_one(prefix.hash_key());
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&i| slots[i as usize].prefix == *prefix)
+            .copied()
+    }
+
+    /// The slot of `prefix`, created empty if absent.
+    pub fn find_or_insert(&mut self, prefix: P) -> u32 {
+        let hash = self.hasher.hash_one(prefix.hash_key());
+        let slots = &mut self.slots;
+        if let Some(&i) = self
+            .index
+            .find(hash, |&i| slots[i as usize].prefix == prefix)
+        {
+            return i;
+        }
+        let slot = Slot {
+            prefix,
+            mp: 0,
+            paths: Paths::Empty,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                slots[id as usize] = slot;
+                id
+            }
+            None => {
+                slots.push(slot);
+                (slots.len() - 1) as u32
+            }
+        };
+        let hasher = &self.hasher;
+        self.index.insert_unique(hash, id, |&i| {
+            hasher.hash_one(slots[i as usize].prefix.hash_key())
+        });
+        if let Some(n) = self.by_len.get_mut(usize::from(prefix.len())) {
+            *n += 1;
+        }
+        id
+    }
+
+    /// Frees `slot` if it has no path left.
+    pub fn remove_if_empty(&mut self, slot: u32) {
+        let s = &self.slots[slot as usize];
+        if !matches!(s.paths, Paths::Empty) {
+            return;
+        }
+        let prefix = s.prefix;
+        let hash = self.hasher.hash_one(prefix.hash_key());
+        if let Ok(e) = self.index.find_entry(hash, |&i| i == slot) {
+            e.remove();
+            self.free.push(slot);
+            if let Some(n) = self.by_len.get_mut(usize::from(prefix.len())) {
+                *n -= 1;
+            }
+        }
+    }
+
+    /// The prefix of `slot`.
+    pub fn prefix(&self, slot: u32) -> P {
+        self.slots[slot as usize].prefix
+    }
+
+    /// Multipath count of `slot` (0: no best path).
+    pub fn mp(&self, slot: u32) -> usize {
+        usize::from(self.slots[slot as usize].mp)
+    }
+
+    /// Sets the multipath count of `slot`.
+    pub fn set_mp(&mut self, slot: u32, mp: usize) {
+        self.slots[slot as usize].mp = u8::try_from(mp).unwrap_or(u8::MAX);
+    }
+
+    /// The paths of `slot`, in decision order.
+    pub fn paths(&self, slot: u32) -> &[PathRec] {
+        match &self.slots[slot as usize].paths {
+            Paths::Empty => &[],
+            Paths::One(p) => std::slice::from_ref(p),
+            Paths::Many(l) => &self.lists[*l as usize],
+        }
+    }
+
+    /// The paths of `slot`, mutable.
+    pub fn paths_mut(&mut self, slot: u32) -> &mut [PathRec] {
+        match &mut self.slots[slot as usize].paths {
+            Paths::Empty => &mut [],
+            Paths::One(p) => std::slice::from_mut(p),
+            Paths::Many(l) => &mut self.lists[*l as usize],
+        }
+    }
+
+    /// Adds `rec`, or replaces the path of the same source; returns the replaced one.
+    /// A new path goes last (the decision reorders).
+    pub fn upsert(&mut self, slot: u32, rec: PathRec) -> Option<PathRec> {
+        if let Some(p) = self
+            .paths_mut(slot)
+            .iter_mut()
+            .find(|p| p.source == rec.source)
+        {
+            return Some(std::mem::replace(p, rec));
+        }
+        let s = &mut self.slots[slot as usize];
+        match s.paths {
+            Paths::Empty => s.paths = Paths::One(rec),
+            Paths::One(first) => {
+                let l = match self.free_lists.pop() {
+                    Some(l) => l,
+                    None => {
+                        self.lists.push(Vec::with_capacity(2));
+                        (self.lists.len() - 1) as u32
+                    }
+                };
+                let list = &mut self.lists[l as usize];
+                list.push(first);
+                list.push(rec);
+                s.paths = Paths::Many(l);
+            }
+            Paths::Many(l) => self.lists[l as usize].push(rec),
+        }
+        None
+    }
+
+    /// Removes the path of `source`, keeping the order of the others.
+    pub fn take(&mut self, slot: u32, source: u16) -> Option<PathRec> {
+        let s = &mut self.slots[slot as usize];
+        match s.paths {
+            Paths::Empty => None,
+            Paths::One(p) => {
+                if p.source != source {
+                    return None;
+                }
+                s.paths = Paths::Empty;
+                Some(p)
+            }
+            Paths::Many(l) => {
+                let list = &mut self.lists[l as usize];
+                let pos = list.iter().position(|p| p.source == source)?;
+                let removed = list.remove(pos);
+                if list.len() == 1 {
+                    let only = list[0];
+                    list.clear();
+                    self.free_lists.push(l);
+                    s.paths = Paths::One(only);
+                }
+                Some(removed)
+            }
+        }
+    }
+
+    /// Puts the paths of `slot` in the order given by indices into the current order.
+    /// `order` must be a permutation; `scratch` is reused storage.
+    pub fn reorder(&mut self, slot: u32, order: &[usize], scratch: &mut Vec<PathRec>) {
+        let paths = self.paths_mut(slot);
+        if order.iter().enumerate().all(|(i, &o)| i == o) {
+            return;
+        }
+        scratch.clear();
+        scratch.extend(order.iter().filter_map(|&i| paths.get(i).copied()));
+        if scratch.len() == paths.len() {
+            paths.copy_from_slice(scratch);
+        }
+    }
+
+    /// Number of slots, live or free: `0..slot_capacity()` covers every live slot, and a
+    /// free slot has no path. Operations over a whole table iterate this range, which stays
+    /// valid while they free slots.
+    pub fn slot_capacity(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
+    /// Ids of all live slots (a scan of the slab: fast, cache friendly).
+    pub fn slot_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !matches!(s.paths, Paths::Empty))
+            .map(|(i, _)| i as u32)
+    }
+
+    /// The slot of the longest prefix that covers `prefix` (itself included).
+    pub fn longest_match(&self, prefix: &P) -> Option<u32> {
+        (0..=prefix.len()).rev().find_map(|len| {
+            if self.by_len.get(usize::from(len)).copied().unwrap_or(0) == 0 {
+                return None;
+            }
+            self.find(&prefix.shortened(len))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rib::attr_store::{AttrStore, RouteAttrs};
+    use bgp_wire::{MpNextHop, PathAttributes};
+    use ipnet::Ipv4Net;
+    use std::net::Ipv4Addr;
+
+    fn rec(store: &mut AttrStore, source: u16) -> PathRec {
+        let id = store.intern(RouteAttrs::new(
+            PathAttributes::default(),
+            MpNextHop::Ipv4(Ipv4Addr::new(10, 0, 0, source as u8)),
+        ));
+        PathRec {
+            attr_in: id,
+            attr_out: Some(id),
+            source,
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn slots_are_small() {
+        // The memory budget rests on these sizes.
+        assert_eq!(std::mem::size_of::<PathRec>(), 12);
+        assert!(std::mem::size_of::<Slot<Ipv4Net>>() <= 24);
+    }
+
+    #[test]
+    fn paths_go_inline_then_to_a_list_and_back() {
+        let mut store = AttrStore::new();
+        let mut t = PrefixTable::<Ipv4Net>::default();
+        let p: Ipv4Net = "10.1.0.0/16".parse().unwrap();
+        let s = t.find_or_insert(p);
+        assert_eq!(t.find_or_insert(p), s);
+        let (a, b, c) = (rec(&mut store, 1), rec(&mut store, 2), rec(&mut store, 3));
+        assert_eq!(t.upsert(s, a), None);
+        assert_eq!(t.upsert(s, b), None);
+        assert_eq!(t.upsert(s, c), None);
+        assert_eq!(t.paths(s).len(), 3);
+        let a2 = PathRec { flags: STALE, ..a };
+        assert_eq!(t.upsert(s, a2), Some(a));
+        t.reorder(s, &[2, 0, 1], &mut Vec::new());
+        let order: Vec<u16> = t.paths(s).iter().map(|p| p.source).collect();
+        assert_eq!(order, vec![3, 1, 2]);
+        assert_eq!(t.take(s, 1), Some(a2));
+        assert_eq!(t.take(s, 1), None);
+        assert_eq!(t.take(s, 3), Some(c));
+        assert_eq!(t.paths(s), &[b]);
+        t.remove_if_empty(s);
+        assert_eq!(t.len(), 1, "still has a path");
+        assert_eq!(t.take(s, 2), Some(b));
+        t.remove_if_empty(s);
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.find(&p), None);
+        // The freed slot and list are reused.
+        let q: Ipv4Net = "10.2.0.0/16".parse().unwrap();
+        assert_eq!(t.find_or_insert(q), s);
+    }
+
+    #[test]
+    fn longest_match_probes_present_lengths() {
+        let mut store = AttrStore::new();
+        let mut t = PrefixTable::<Ipv4Net>::default();
+        for p in ["0.0.0.0/0", "10.0.0.0/8", "10.244.1.0/24"] {
+            let s = t.find_or_insert(p.parse().unwrap());
+            t.upsert(s, rec(&mut store, 1));
+        }
+        let lm = |q: &str| {
+            t.longest_match(&q.parse().unwrap())
+                .map(|s| t.prefix(s).to_string())
+        };
+        assert_eq!(lm("10.244.1.7/32").as_deref(), Some("10.244.1.0/24"));
+        assert_eq!(lm("10.244.2.7/32").as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(lm("10.0.0.0/8").as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(lm("192.0.2.1/32").as_deref(), Some("0.0.0.0/0"));
+    }
+}

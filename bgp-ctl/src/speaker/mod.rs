@@ -1,0 +1,679 @@
+//! The BGP speaker: sessions in, RIB and policy in the middle, UPDATEs and FIB work out.
+//!
+//! One task owns the RIB, the policies and the peer table. Sessions (one task each)
+//! decode UPDATEs and hand them over in batches; the speaker applies import policy,
+//! runs the decision process, sends the Loc-RIB changes to the FIB programmer and
+//! exports them to every established peer, encoded once per peer. Graceful restart
+//! (helper side) keeps a peer's routes stale until its End-of-RIB or the restart timer.
+
+mod export;
+mod peer;
+mod show;
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bgp_wire::{Family, MpNextHop, Origin, PathAttributes, RouteRefreshSubtype, Update};
+use ipnet::IpNet;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::{
+    api::{Reply, Request, server::ReplySink},
+    bgp::{self, LocalInfo, Session, SessionEvent, listener::Accepted},
+    policy::{PolicyContext, RoutingPolicy},
+    programmer::{LocalTarget, Work},
+    rib::{PeerId, PeerSession, Rib, RibChange, RibConfig, RouteAttrs},
+};
+
+use peer::Peer;
+pub use peer::{DynamicSpec, PeerSpec};
+
+/// Events waiting for the speaker; sessions block (backpressure) when it is full.
+const EVENT_QUEUE: usize = 64;
+
+/// What the daemon asks the speaker.
+#[derive(Debug)]
+pub enum Command {
+    /// A control API request the speaker answers (neighbors, routes, neighbor operations,
+    /// static routes).
+    Request(Request, ReplySink),
+    /// Originate a local prefix (a pod route learned from the kernel, or a static route).
+    Originate {
+        /// The prefix.
+        prefix: IpNet,
+        /// Where the dataplane sends its traffic.
+        target: LocalTarget,
+    },
+    /// Withdraw a local prefix.
+    WithdrawLocal {
+        /// The prefix.
+        prefix: IpNet,
+    },
+    /// A connection accepted from a dynamic-neighbor range (index into the ranges).
+    DynamicAccepted(usize, Accepted),
+}
+
+/// Speaker-wide settings.
+#[derive(Debug, Clone)]
+pub struct SpeakerSettings {
+    /// Our AS and router id.
+    pub local: LocalInfo,
+    /// RIB options.
+    pub rib: RibConfig,
+    /// Prefix lists and policies.
+    pub routing: RoutingPolicy,
+    /// How long stale routes of a restarted peer are kept without its End-of-RIB.
+    pub stale_time: Duration,
+}
+
+/// The speaker's state; [`Speaker::run`] drives it.
+pub struct Speaker {
+    settings: SpeakerSettings,
+    rib: Rib,
+    peers: HashMap<IpAddr, Peer>,
+    by_id: HashMap<PeerId, IpAddr>,
+    dynamic: Vec<DynamicSpec>,
+    events_tx: mpsc::Sender<SessionEvent>,
+    events: mpsc::Receiver<SessionEvent>,
+    fib: mpsc::Sender<Work>,
+    listener: Option<Arc<bgp::Listener>>,
+    /// Static routes added with `route add` (for `route del` to refuse other prefixes).
+    statics: Vec<IpNet>,
+}
+
+impl Speaker {
+    /// A speaker with no peers. `fib` receives the dataplane work; `listener`, if any,
+    /// hands over the connections of configured and dynamic peers.
+    pub fn new(
+        settings: SpeakerSettings,
+        fib: mpsc::Sender<Work>,
+        listener: Option<Arc<bgp::Listener>>,
+    ) -> Self {
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        Speaker {
+            rib: Rib::new(settings.rib.clone()),
+            settings,
+            peers: HashMap::new(),
+            by_id: HashMap::new(),
+            dynamic: Vec::new(),
+            events_tx,
+            events,
+            fib,
+            listener,
+            statics: Vec::new(),
+        }
+    }
+
+    /// Adds a configured peer and starts its session.
+    pub fn add_peer(&mut self, spec: PeerSpec) -> anyhow::Result<()> {
+        let addr = spec.session.remote_addr;
+        let id = self.rib.add_peer(spec.rib.clone())?;
+        let handle = Session::spawn(
+            spec.session.clone(),
+            self.settings.local,
+            self.events_tx.clone(),
+            spec.enabled,
+        )
+        .map_err(|e| anyhow::anyhow!("peer {}: {e}", spec.name))?;
+        if let Some(l) = &self.listener {
+            l.add_peer(
+                addr,
+                spec.session.md5_password.as_deref(),
+                handle.incoming(),
+            )?;
+        }
+        self.by_id.insert(id, addr);
+        self.peers.insert(addr, Peer::new(spec, id, handle));
+        Ok(())
+    }
+
+    /// Adds a dynamic-neighbor range; returns its index for [`Command::DynamicAccepted`].
+    /// The caller registers the range with the listener and forwards accepted connections.
+    pub fn add_dynamic(&mut self, spec: DynamicSpec) -> usize {
+        self.dynamic.push(spec);
+        self.dynamic.len() - 1
+    }
+
+    /// Runs until `commands` closes.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            let gr_deadline = self.peers.values().filter_map(|p| p.stale_deadline).min();
+            tokio::select! {
+                Some(ev) = self.events.recv() => self.on_session_event(ev).await,
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd).await,
+                    None => break,
+                },
+                _ = sleep_until(gr_deadline), if gr_deadline.is_some() => self.on_stale_timer().await,
+            }
+        }
+        for (_, p) in self.peers.drain() {
+            p.handle.shutdown().await;
+        }
+    }
+
+    // ---- sessions ----
+
+    async fn on_session_event(&mut self, ev: SessionEvent) {
+        match ev {
+            SessionEvent::Established {
+                peer,
+                negotiated,
+                sender,
+            } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                let local = negotiated.local_addr.ip().to_canonical();
+                let mut session =
+                    PeerSession::new(negotiated.peer_id, local, negotiated.families.clone());
+                if let IpAddr::V6(g) = local {
+                    session = session.with_ipv6_next_hop(g, None);
+                }
+                p.established(negotiated.clone(), sender, session.clone());
+                let id = p.id;
+                if let Err(e) = self.rib.peer_up(id, session) {
+                    warn!("peer {peer}: {e}");
+                    return;
+                }
+                // The initial table, then End-of-RIB for every family (RFC 4724 4.1).
+                for family in negotiated.families.clone() {
+                    self.export_all(peer, family).await;
+                }
+                if let Some(p) = self.peers.get(&peer) {
+                    p.send(export::end_of_rib(&negotiated.families, &p.codec()))
+                        .await;
+                }
+            }
+            SessionEvent::Updates { peer, updates } => {
+                let mut changes = Vec::new();
+                for u in updates {
+                    changes.extend(self.import(peer, u).await);
+                }
+                self.check_max_prefix(peer).await;
+                self.publish(changes).await;
+            }
+            SessionEvent::RouteRefresh { peer, refresh } => {
+                if refresh.subtype != RouteRefreshSubtype::Request {
+                    return;
+                }
+                let Some(p) = self.peers.get(&peer) else {
+                    return;
+                };
+                let id = p.id;
+                match self.rib.resend(id, refresh.family) {
+                    Ok(adv) => {
+                        if let Some(p) = self.peers.get(&peer) {
+                            p.send(export::encode(&adv, &p.families(), &p.codec()))
+                                .await;
+                            p.send(export::end_of_rib(&[refresh.family], &p.codec()))
+                                .await;
+                        }
+                    }
+                    Err(e) => warn!("peer {peer}: route refresh: {e}"),
+                }
+            }
+            SessionEvent::Down { peer, info } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                let id = p.id;
+                let retained: Vec<Family> = if info.retain_routes() {
+                    info.negotiated
+                        .as_ref()
+                        .and_then(|n| n.peer_graceful_restart.as_ref())
+                        .map(|gr| gr.families.iter().map(|f| f.family).collect())
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                let restart_time = info
+                    .negotiated
+                    .as_ref()
+                    .and_then(|n| n.peer_graceful_restart.as_ref())
+                    .map_or(0, |gr| gr.restart_time);
+                p.down(&retained, Duration::from_secs(u64::from(restart_time)));
+                if !info.was_established {
+                    return;
+                }
+                if retained.is_empty() {
+                    // Shrink the groups before the route changes arrive (no per-route writes).
+                    let _ = self.fib.send(Work::PeerDown(id)).await;
+                } else {
+                    info!(
+                        "peer {peer}: graceful restart: keeping its routes ({} families) for up to {restart_time} s",
+                        retained.len()
+                    );
+                }
+                match self.rib.peer_down(id, &retained) {
+                    Ok(changes) => self.publish(changes).await,
+                    Err(e) => warn!("peer {peer}: {e}"),
+                }
+                if self.peers.get(&peer).is_some_and(|p| p.dynamic.is_some()) {
+                    self.remove_dynamic_peer(peer).await;
+                }
+            }
+        }
+    }
+
+    /// Applies one received UPDATE to the RIB.
+    async fn import(&mut self, peer: IpAddr, u: Update) -> Vec<RibChange> {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return Vec::new();
+        };
+        let id = p.id;
+        for issue in &u.issues {
+            warn!(
+                "peer {}: RFC 7606: {:?} {:?}: {}",
+                p.spec.name, issue.action, issue.attribute, issue.reason
+            );
+        }
+        if let Some(family) = u.end_of_rib_family() {
+            p.end_of_rib(family);
+            info!("peer {}: End-of-RIB {family}", p.spec.name);
+            return self.rib.sweep_stale(id, family).unwrap_or_default();
+        }
+        let mut changes = Vec::new();
+        let withdraw_all = u.treat_as_withdraw();
+        let mut withdrawn: Vec<IpNet> = u.withdrawn.iter().map(|n| IpNet::V4(*n)).collect();
+        if let Some(mp) = &u.mp_unreach {
+            withdrawn.extend(mp.withdrawn.iter().copied());
+        }
+        if withdraw_all {
+            withdrawn.extend(u.nlri.iter().map(|n| IpNet::V4(*n)));
+            if let Some(mp) = &u.mp_reach {
+                withdrawn.extend(mp.nlri.iter().copied());
+            }
+        }
+        if !withdrawn.is_empty() {
+            changes.extend(self.rib.withdraw(id, &withdrawn).unwrap_or_default());
+        }
+        if withdraw_all {
+            return changes;
+        }
+        let Some(attrs) = u.attributes else {
+            return changes;
+        };
+        let ebgp = self.rib.is_ebgp(id).unwrap_or(true);
+        let Some(p) = self.peers.get(&peer) else {
+            return changes;
+        };
+        let policy = match self
+            .settings
+            .routing
+            .resolve(p.spec.policy.import.as_deref(), ebgp)
+        {
+            Ok(policy) => policy,
+            Err(e) => {
+                warn!("peer {}: import policy: {e}", p.spec.name);
+                return changes;
+            }
+        };
+        let ctx = PolicyContext::new(self.settings.local.asn, p.session.as_ref());
+        let mut filter = self.settings.routing.filter(policy, ctx);
+        if !u.nlri.is_empty()
+            && let Some(ra) = RouteAttrs::from_ipv4_update(attrs.clone())
+        {
+            let prefixes: Vec<IpNet> = u.nlri.iter().map(|n| IpNet::V4(*n)).collect();
+            changes.extend(
+                self.rib
+                    .announce(id, &prefixes, ra, &mut filter)
+                    .unwrap_or_default(),
+            );
+        }
+        if let Some(mp) = u.mp_reach
+            && !mp.nlri.is_empty()
+        {
+            let ra = RouteAttrs::new(attrs, mp.next_hop);
+            changes.extend(
+                self.rib
+                    .announce(id, &mp.nlri, ra, &mut filter)
+                    .unwrap_or_default(),
+            );
+        }
+        changes
+    }
+
+    async fn check_max_prefix(&mut self, peer: IpAddr) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let Some(mp) = p.spec.session.max_prefix else {
+            return;
+        };
+        for family in [Family::IPV4_UNICAST, Family::IPV6_UNICAST] {
+            let accepted = self.rib.peer_counts(p.id, family).map_or(0, |c| c.accepted);
+            let accepted = u32::try_from(accepted).unwrap_or(u32::MAX);
+            if accepted > mp.limit {
+                warn!(
+                    "peer {}: {accepted} {family} prefixes exceed the limit of {}: closing the session (RFC 4486)",
+                    p.spec.name, mp.limit
+                );
+                let _ = p.handle.max_prefix_exceeded(family, mp.limit).await;
+                return;
+            }
+            if accepted >= mp.warning_count() && !p.max_prefix_warned {
+                p.max_prefix_warned = true;
+                warn!(
+                    "peer {}: {accepted} {family} prefixes, {}% of the limit {}",
+                    p.spec.name, mp.warning_threshold_pct, mp.limit
+                );
+            }
+        }
+    }
+
+    async fn on_stale_timer(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<(IpAddr, PeerId, Vec<Family>)> = self
+            .peers
+            .iter_mut()
+            .filter(|(_, p)| p.stale_deadline.is_some_and(|d| d <= now))
+            .map(|(a, p)| (*a, p.id, p.take_stale()))
+            .collect();
+        for (addr, id, families) in expired {
+            info!("peer {addr}: graceful restart timer expired: removing its stale routes");
+            for f in families {
+                let changes = self.rib.sweep_stale(id, f).unwrap_or_default();
+                self.publish(changes).await;
+            }
+        }
+    }
+
+    /// Sends changes to the FIB programmer and to every established peer.
+    async fn publish(&mut self, changes: Vec<RibChange>) {
+        if changes.is_empty() {
+            return;
+        }
+        let targets: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.sender.is_some())
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in targets {
+            let Some(p) = self.peers.get(&addr) else {
+                continue;
+            };
+            let (id, ebgp) = (p.id, self.rib.is_ebgp(p.id).unwrap_or(true));
+            let Ok(policy) = self
+                .settings
+                .routing
+                .resolve(p.spec.policy.export.as_deref(), ebgp)
+            else {
+                continue;
+            };
+            let ctx = PolicyContext::new(self.settings.local.asn, p.session.as_ref());
+            let mut filter = self.settings.routing.filter(policy, ctx);
+            match self.rib.export(id, &changes, &mut filter) {
+                Ok(adv) if !adv.is_empty() => {
+                    p.send(export::encode(&adv, &p.families(), &p.codec()))
+                        .await;
+                }
+                Ok(_) => {}
+                Err(e) => warn!("peer {addr}: export: {e}"),
+            }
+        }
+        let _ = self.fib.send(Work::Changes(changes)).await;
+    }
+
+    async fn export_all(&mut self, addr: IpAddr, family: Family) {
+        let Some(p) = self.peers.get(&addr) else {
+            return;
+        };
+        let (id, ebgp) = (p.id, self.rib.is_ebgp(p.id).unwrap_or(true));
+        let policy = match self
+            .settings
+            .routing
+            .resolve(p.spec.policy.export.as_deref(), ebgp)
+        {
+            Ok(policy) => policy,
+            Err(e) => {
+                warn!("peer {}: export policy: {e}", p.spec.name);
+                return;
+            }
+        };
+        let ctx = PolicyContext::new(self.settings.local.asn, p.session.as_ref());
+        let mut filter = self.settings.routing.filter(policy, ctx);
+        match self.rib.export_all(id, family, &mut filter) {
+            Ok(adv) => {
+                p.send(export::encode(&adv, &p.families(), &p.codec()))
+                    .await
+            }
+            Err(e) => warn!("peer {addr}: export: {e}"),
+        }
+    }
+
+    // ---- commands ----
+
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Request(req, out) => self.on_request(req, out).await,
+            Command::Originate { prefix, target } => self.originate(prefix, target).await,
+            Command::WithdrawLocal { prefix } => self.withdraw_local(prefix).await,
+            Command::DynamicAccepted(range, acc) => self.on_dynamic(range, acc).await,
+        }
+    }
+
+    async fn originate(&mut self, prefix: IpNet, target: LocalTarget) {
+        let prefix = prefix.trunc();
+        let _ = self.fib.send(Work::LocalTarget(prefix, Some(target))).await;
+        let next_hop = match prefix {
+            IpNet::V4(_) => MpNextHop::Ipv4(Ipv4Addr::UNSPECIFIED),
+            IpNet::V6(_) => MpNextHop::Ipv6 {
+                global: Ipv6Addr::UNSPECIFIED,
+                link_local: None,
+            },
+        };
+        let attrs = RouteAttrs::new(
+            PathAttributes {
+                origin: Origin::Igp,
+                ..PathAttributes::default()
+            },
+            next_hop,
+        );
+        let changes = self.rib.originate(&[prefix], attrs);
+        self.publish(changes).await;
+    }
+
+    async fn withdraw_local(&mut self, prefix: IpNet) {
+        let prefix = prefix.trunc();
+        let changes = self.rib.withdraw_local(&[prefix]);
+        self.publish(changes).await;
+        let _ = self.fib.send(Work::LocalTarget(prefix, None)).await;
+    }
+
+    async fn on_dynamic(&mut self, range: usize, acc: Accepted) {
+        let Some(spec) = self.dynamic.get(range) else {
+            return;
+        };
+        let addr = acc.remote.ip().to_canonical();
+        if let Some(p) = self.peers.get(&addr) {
+            // A known dynamic peer reconnecting: hand the connection to its session.
+            let _ = p.handle.incoming().send(acc).await;
+            return;
+        }
+        let active = self
+            .peers
+            .values()
+            .filter(|p| p.dynamic == Some(range))
+            .count();
+        if active >= spec.limit {
+            warn!(
+                "dynamic neighbors {}: limit of {} sessions reached, refusing {addr}",
+                spec.name, spec.limit
+            );
+            return;
+        }
+        let mut peer = spec.template.clone();
+        peer.name = format!("{}-{addr}", spec.name);
+        peer.session.remote_addr = addr;
+        peer.session.passive = true;
+        peer.rib.address = addr;
+        let name = peer.name.clone();
+        if let Err(e) = self.add_peer(peer) {
+            warn!("dynamic neighbor {name}: {e}");
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(&addr) {
+            p.dynamic = Some(range);
+            info!(
+                "dynamic neighbor {name} accepted from range {}",
+                self.dynamic[range].range
+            );
+            let _ = p.handle.incoming().send(acc).await;
+        }
+    }
+
+    async fn remove_dynamic_peer(&mut self, addr: IpAddr) {
+        let Some(p) = self.peers.remove(&addr) else {
+            return;
+        };
+        self.by_id.remove(&p.id);
+        if let Some(l) = &self.listener {
+            let _ = l.remove_peer(addr);
+        }
+        if let Ok(changes) = self.rib.remove_peer(p.id) {
+            self.publish(changes).await;
+        }
+        p.handle.shutdown().await;
+    }
+
+    async fn on_request(&mut self, req: Request, out: ReplySink) {
+        let reply = |message: String| Reply::Error { message };
+        match req {
+            Request::ShowNeighbors => {
+                let mut list: Vec<&Peer> = self.peers.values().collect();
+                list.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+                let views: Vec<Reply> = list
+                    .into_iter()
+                    .map(|p| Reply::Neighbor(show::summary(p, &self.rib)))
+                    .collect();
+                stream(out, views);
+            }
+            Request::ShowNeighbor { neighbor } => match self.find(&neighbor) {
+                Some(p) => {
+                    let d = show::detail(p, &self.rib, &self.settings);
+                    stream(out, vec![Reply::NeighborDetail(Box::new(d))]);
+                }
+                None => stream(out, vec![reply(format!("no neighbor {neighbor}"))]),
+            },
+            Request::ShowRoutes { prefix } => {
+                let names: HashMap<PeerId, String> = self
+                    .peers
+                    .values()
+                    .map(|p| (p.id, p.spec.name.clone()))
+                    .collect();
+                let views = show::routes(&self.rib, prefix, &names);
+                stream(out, views.into_iter().map(Reply::Route).collect());
+            }
+            Request::NeighborReset { neighbor, message } => {
+                let text = message.unwrap_or_default();
+                let r = self.admin(&neighbor, Admin::Reset(&text)).await;
+                stream(out, vec![r]);
+            }
+            Request::NeighborDisable { neighbor, message } => {
+                let text = message.unwrap_or_default();
+                let r = self.admin(&neighbor, Admin::Disable(&text)).await;
+                stream(out, vec![r]);
+            }
+            Request::NeighborEnable { neighbor } => {
+                let r = self.admin(&neighbor, Admin::Enable).await;
+                stream(out, vec![r]);
+            }
+            Request::RouteAdd { prefix } => {
+                let prefix = prefix.trunc();
+                if !self.statics.contains(&prefix) {
+                    self.statics.push(prefix);
+                }
+                self.originate(prefix, LocalTarget::Kernel).await;
+                stream(
+                    out,
+                    vec![Reply::Done {
+                        message: format!("originating {prefix}"),
+                    }],
+                );
+            }
+            Request::RouteDel { prefix } => {
+                let prefix = prefix.trunc();
+                let Some(i) = self.statics.iter().position(|p| *p == prefix) else {
+                    stream(
+                        out,
+                        vec![reply(format!("{prefix} was not added with `route add`"))],
+                    );
+                    return;
+                };
+                self.statics.remove(i);
+                self.withdraw_local(prefix).await;
+                stream(
+                    out,
+                    vec![Reply::Done {
+                        message: format!("withdrew {prefix}"),
+                    }],
+                );
+            }
+            other => stream(
+                out,
+                vec![reply(format!("{other:?}: not handled by the speaker"))],
+            ),
+        }
+    }
+
+    async fn admin(&self, neighbor: &str, op: Admin<'_>) -> Reply {
+        let Some(p) = self.find(neighbor) else {
+            return Reply::Error {
+                message: format!("no neighbor {neighbor}"),
+            };
+        };
+        let name = &p.spec.name;
+        let (r, what) = match op {
+            Admin::Reset(text) => (p.handle.reset(text, false).await, "reset"),
+            Admin::Disable(text) => (p.handle.disable(text).await, "disabled"),
+            Admin::Enable => (p.handle.enable().await, "enabled"),
+        };
+        match r {
+            Ok(()) => Reply::Done {
+                message: format!("{name}: {what}"),
+            },
+            Err(e) => Reply::Error {
+                message: format!("{name}: {e}"),
+            },
+        }
+    }
+
+    fn find(&self, name_or_addr: &str) -> Option<&Peer> {
+        if let Ok(addr) = name_or_addr.parse::<IpAddr>() {
+            return self.peers.get(&addr);
+        }
+        self.peers.values().find(|p| p.spec.name == name_or_addr)
+    }
+}
+
+/// Sends replies from their own task, so a slow client never stalls the speaker.
+fn stream(out: ReplySink, replies: Vec<Reply>) {
+    tokio::spawn(async move {
+        for r in replies {
+            if out.send(r).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Administrative operations on a session.
+enum Admin<'a> {
+    Reset(&'a str),
+    Disable(&'a str),
+    Enable,
+}
