@@ -60,6 +60,11 @@ enum Bench {
     /// routes/s, peak RSS, bytes per route, withdrawal time. Ends with `RESULT
     /// control-plane ...` lines. About 5 minutes.
     ControlPlane(bench_control_plane::ControlPlane),
+    /// Packets per second through gen -> router -> sink for kernel forwarding, the
+    /// kernel's xdp_fwd sample and xdp-fwd (skb, driver; also with 1M routes), the
+    /// generator's ceiling, and the program's cost per packet at 10 to 1M routes.
+    /// Ends with a `RESULT dataplane ...` line. About 5 minutes.
+    Dataplane,
 }
 
 fn main() -> ExitCode {
@@ -83,27 +88,29 @@ fn run(cli: Cli) -> Result<()> {
             cargo::build(release)
         }
         Cmd::Run { no_wait } => {
-            setup_if_missing()?;
+            setup_if_missing(Need::Everything)?;
             cargo::build(false)?;
             demo::run(!no_wait)
         }
         Cmd::Test => {
-            setup_if_missing()?;
+            setup_if_missing(Need::Everything)?;
             cargo::test()
         }
         Cmd::Bench { what } => {
-            setup_if_missing()?;
+            setup_if_missing(Need::Bench)?;
             match what {
                 Bench::ControlPlane(opts) => bench_control_plane::run(&opts),
+                Bench::Dataplane => cargo::bench("dataplane"),
             }
         }
         Cmd::Dist => dist::dist().map(drop),
     }
 }
 
-/// `run` and `test` are the README's commands: on a fresh machine they set up first.
-fn setup_if_missing() -> Result<()> {
-    let missing = prereq::missing(Need::Everything);
+/// `run`, `test` and `bench` are the README's commands: on a fresh machine they set up
+/// first (setup installs everything, the benchmarks' baselines too).
+fn setup_if_missing(need: Need) -> Result<()> {
+    let missing = prereq::missing(need);
     if !missing.is_empty() {
         let what: Vec<String> = missing.iter().map(ToString::to_string).collect();
         println!(

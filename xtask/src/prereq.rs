@@ -44,6 +44,10 @@ const RUN_PACKAGES: &[&str] = &[
     "strace",
 ];
 
+/// Debian packages the benchmarks need besides those: the kernel's `xdp_fwd` sample,
+/// built from Debian's kernel source with clang against libbpf.
+const BENCH_PACKAGES: &[&str] = &["linux-source-6.1", "clang", "libbpf-dev"];
+
 /// bpf-linker, built against Debian's LLVM 22 (the LLVM of Debian's rustc).
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -100,14 +104,19 @@ pub enum Need {
     Dist,
     /// Compile, run and test: also the peers, tools and bpffs.
     Everything,
+    /// All of that and the benchmarks' baselines; what `cargo xtask setup` installs.
+    Bench,
 }
 
 /// Everything missing for `need`, fastest checks first.
 pub fn missing(need: Need) -> Vec<Missing> {
     let mut out = Vec::new();
     let mut absent = missing_packages(BUILD_PACKAGES);
-    if need == Need::Everything {
+    if need != Need::Build {
         absent.extend(missing_packages(RUN_PACKAGES));
+    }
+    if need == Need::Bench {
+        absent.extend(missing_packages(BENCH_PACKAGES));
     }
     if !absent.is_empty() {
         out.push(Missing::Packages(absent));
@@ -119,16 +128,17 @@ pub fn missing(need: Need) -> Vec<Missing> {
     if !succeeds("bpf-linker", &["--version"]) {
         out.push(Missing::BpfLinker);
     }
-    if need == Need::Everything && !bpffs_mounted() {
+    if need != Need::Build && !bpffs_mounted() {
         out.push(Missing::Bpffs);
     }
     if need != Need::Build && !succeeds("cargo", &["deb", "--version"]) {
         out.push(Missing::CargoDeb);
     }
-    if need == Need::Everything && !kubernetes_validate_ready() {
+    let full = matches!(need, Need::Everything | Need::Bench);
+    if full && !kubernetes_validate_ready() {
         out.push(Missing::KubernetesValidate);
     }
-    if need == Need::Everything {
+    if full {
         let on = services_on(
             Path::new("/run/systemd/system").exists(),
             |s| succeeds("systemctl", &["is-active", "--quiet", s]),
@@ -138,7 +148,7 @@ pub fn missing(need: Need) -> Vec<Missing> {
             out.push(Missing::PeerServices(on));
         }
     }
-    if need == Need::Everything && !succeeds("cargo", &["fuzz", "--version"]) {
+    if need != Need::Build && !succeeds("cargo", &["fuzz", "--version"]) {
         out.push(Missing::CargoFuzz);
     }
     out

@@ -11,7 +11,7 @@ use crate::prereq::{
 
 /// Installs everything missing; prints that all is present when nothing is.
 pub fn setup() -> Result<()> {
-    setup_for(Need::Everything)
+    setup_for(Need::Bench)
 }
 
 /// Installs what `need` lacks.
