@@ -121,7 +121,10 @@ fn pod_routes_are_originated_and_withdrawn_at_frr() -> Result<()> {
              address-family ipv4 unicast\n  no neighbor fd00::11 activate\n exit-address-family\n\
              address-family ipv6 unicast\n  neighbor fd00::11 activate\n exit-address-family\n"
         ),
-        FrrOptions { zebra: false },
+        FrrOptions {
+            zebra: false,
+            ..FrrOptions::default()
+        },
     )?;
     let agent = Agent::start(
         &node,
@@ -278,6 +281,7 @@ export = "reject-all"
             router_id: id,
             peer_asn: NODE_AS,
             hold_time: 90,
+            capabilities: Vec::new(),
         };
         ScriptedPeer::connect(
             ns,

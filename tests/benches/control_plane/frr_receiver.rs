@@ -24,7 +24,14 @@ pub struct FrrReceiver {
 impl FrrReceiver {
     /// Starts bgpd (no zebra) in `ns`, passive towards the feeder.
     pub fn start(ns: &Netns, setup: &PeerSetup) -> Result<Self> {
-        let frr = Frr::start_with(ns, &config(setup), FrrOptions { zebra: false })?;
+        let frr = Frr::start_with(
+            ns,
+            &config(setup),
+            FrrOptions {
+                zebra: false,
+                ..FrrOptions::default()
+            },
+        )?;
         let mut rx = Self {
             frr,
             feeder: setup.feeder.to_string(),
