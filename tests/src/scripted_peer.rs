@@ -3,12 +3,15 @@
 //! decides exactly what the receiver learns and when.
 //!
 //! [`ScriptedPeer::connect`] connects from inside a namespace to a speaker that
-//! listens, exchanges OPENs (4-octet AS, IPv4 and IPv6 unicast, route refresh, no
-//! graceful restart: when the peer closes, the receiver drops its routes at once) and
-//! returns once Established. Afterwards a thread sends KEEPALIVEs and another reads and
-//! counts what the receiver sends; [`ScriptedPeer::check`] fails once the receiver has
-//! sent a NOTIFICATION or closed the session. [`ScriptedPeer::close`] closes the TCP
-//! connection (FIN, no NOTIFICATION: as when the peer's process dies).
+//! listens, exchanges OPENs (4-octet AS, IPv4 and IPv6 unicast, route refresh, and the
+//! [`SessionSpec::capabilities`] given, e.g. graceful restart: without it, when the peer
+//! closes, the receiver drops its routes at once) and returns once Established. A
+//! connection the receiver refuses, at TCP level or with Cease/Connection Rejected (while
+//! it holds the session idle after a failure), is tried again until the timeout.
+//! Afterwards a thread sends KEEPALIVEs and another reads and counts what the receiver
+//! sends; [`ScriptedPeer::check`] fails once the receiver has sent a NOTIFICATION (kept:
+//! [`ScriptedPeer::notification`]) or closed the session. [`ScriptedPeer::close`] closes
+//! the TCP connection (FIN, no NOTIFICATION: as when the peer's process dies).
 //!
 //! Messages can be encoded ahead of time ([`encode_announce`], [`encode_withdraw`]) and
 //! sent with [`ScriptedPeer::send`], so a benchmark's timestamp covers only the send.
@@ -27,8 +30,9 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 use bgp_wire::{
-    AsPath, Capability, CodecContext, Family, Message, MpNextHop, Open, Origin, PathAttributes,
-    encode_updates, encode_withdrawals, frame_length,
+    AsPath, Capability, CeaseSubcode, CodecContext, Family, Message, MpNextHop, Notification,
+    NotificationCode, Open, Origin, PathAttributes, encode_updates, encode_withdrawals,
+    frame_length,
 };
 use bytes::BytesMut;
 use ipnet::IpNet;
@@ -46,6 +50,8 @@ pub struct SessionSpec {
     pub peer_asn: u32,
     /// Hold time we propose.
     pub hold_time: u16,
+    /// Capabilities added to the OPEN (graceful restart, ...).
+    pub capabilities: Vec<Capability>,
 }
 
 /// The codec context of a session with the receiver: 4-octet AS, 4096-octet messages,
@@ -131,6 +137,8 @@ struct Shared {
     updates_received: AtomicU64,
     /// What went wrong, first problem only.
     error: Mutex<Option<String>>,
+    /// The NOTIFICATION the receiver sent, if it did.
+    notification: Mutex<Option<Notification>>,
 }
 
 impl Shared {
@@ -164,10 +172,20 @@ impl ScriptedPeer {
         timeout: Duration,
     ) -> Result<ScriptedPeer> {
         let deadline = Instant::now() + timeout;
-        let stream = ns
-            .enter(|| connect(peer, deadline))?
-            .with_context(|| format!("scripted peer: connecting to {peer} from {}", ns.name()))?;
-        Self::run(stream, session, deadline)
+        loop {
+            let stream = ns.enter(|| connect(peer, deadline))?.with_context(|| {
+                format!("scripted peer: connecting to {peer} from {}", ns.name())
+            })?;
+            match Self::run(stream, session, deadline) {
+                Err(e)
+                    if e.downcast_ref::<Rejected>().is_some()
+                        && deadline.saturating_duration_since(Instant::now()) > REJECTED_RETRY =>
+                {
+                    std::thread::sleep(REJECTED_RETRY);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Brings the session up on a connected `stream`.
@@ -243,6 +261,11 @@ impl ScriptedPeer {
         self.send(&encode_withdraw(prefixes)?)
     }
 
+    /// The NOTIFICATION the receiver sent, if it did.
+    pub fn notification(&self) -> Option<Notification> {
+        self.shared.notification.lock().ok().and_then(|n| n.clone())
+    }
+
     /// Fails if the receiver sent a NOTIFICATION, closed the session, or a send failed.
     pub fn check(&self) -> Result<()> {
         match self.shared.error.lock().ok().and_then(|e| e.clone()) {
@@ -278,6 +301,22 @@ impl Drop for ScriptedPeer {
     }
 }
 
+/// The receiver answered our OPEN with Cease/Connection Rejected (RFC 4486): it does not
+/// take a connection now, e.g. while it holds the session idle after a failure.
+#[derive(Debug)]
+struct Rejected;
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the receiver answered with Cease/Connection Rejected")
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// How long to wait before connecting again after a [`Rejected`].
+const REJECTED_RETRY: Duration = Duration::from_millis(200);
+
 /// Connects to `peer`, retrying every 100 ms while nobody listens yet.
 fn connect(peer: SocketAddr, deadline: Instant) -> Result<TcpStream> {
     loop {
@@ -306,22 +345,29 @@ fn handshake(
     reader: &mut FrameReader,
 ) -> Result<Option<Duration>> {
     let ctx = CodecContext::default();
+    let mut capabilities = vec![
+        Capability::MultiProtocol(Family::IPV4_UNICAST),
+        Capability::MultiProtocol(Family::IPV6_UNICAST),
+        Capability::RouteRefresh,
+        Capability::FourOctetAs(session.asn),
+    ];
+    capabilities.extend(session.capabilities.iter().cloned());
     let open = Open::new(
         session.asn,
         session.hold_time,
         session.router_id,
-        vec![
-            Capability::MultiProtocol(Family::IPV4_UNICAST),
-            Capability::MultiProtocol(Family::IPV6_UNICAST),
-            Capability::RouteRefresh,
-            Capability::FourOctetAs(session.asn),
-        ],
+        capabilities,
     );
     let mut out = BytesMut::new();
     Message::Open(open).encode(&ctx, &mut out)?;
     stream.write_all(&out).context("sending OPEN")?;
     let theirs = match reader.next(stream, &ctx, deadline)? {
         Message::Open(o) => o,
+        Message::Notification(n)
+            if n.code == NotificationCode::Cease(CeaseSubcode::ConnectionRejected) =>
+        {
+            return Err(Rejected.into());
+        }
         other => bail!("expected the receiver's OPEN, got {}", describe(&other)),
     };
     if theirs.asn() != session.peer_asn {
@@ -405,7 +451,11 @@ fn read_until_closed(mut stream: TcpStream, mut reader: FrameReader, shared: &Sh
     let forever = Instant::now() + Duration::from_secs(365 * 24 * 3600);
     loop {
         match reader.next(&mut stream, &ctx, forever) {
-            Ok(m @ Message::Notification(_)) => {
+            Ok(Message::Notification(n)) => {
+                let m = Message::Notification(n.clone());
+                if let Ok(mut kept) = shared.notification.lock() {
+                    *kept = Some(n);
+                }
                 shared.fail(format!("scripted peer: the receiver sent {}", describe(&m)));
                 return;
             }
@@ -553,6 +603,7 @@ mod tests {
             router_id: Ipv4Addr::new(10, 255, 0, 1),
             peer_asn: 65000,
             hold_time: 90,
+            capabilities: Vec::new(),
         };
         let peer = ScriptedPeer::run(
             TcpStream::connect(addr).unwrap(),

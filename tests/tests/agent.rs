@@ -281,6 +281,7 @@ export = "reject-all"
             router_id: id,
             peer_asn: NODE_AS,
             hold_time: 90,
+            capabilities: Vec::new(),
         };
         ScriptedPeer::connect(
             ns,

@@ -3,14 +3,11 @@
 //! back with one network fewer; after its End-of-RIB no stale path remains and the
 //! route it no longer has is gone. A scripted peer covers the timing FRR decides itself.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use bgp_wire::{GracefulRestart, GracefulRestartFamily};
+use ipnet::IpNet;
+use lab::scripted_peer;
 
-use bgp_wire::{Capability, GracefulRestart, GracefulRestartFamily};
-
-use super::{
-    test_peer::{TestPeer, raw},
-    *,
-};
+use super::{raw_update as raw, *};
 
 fn frr_config(networks: &[&str]) -> String {
     let networks: String = networks
@@ -175,9 +172,18 @@ families = ["ipv4-unicast"]
 "#,
         ),
     )?;
-    let (asn, addr) = (65099, Ipv4Addr::new(192, 0, 2, 1));
-    let to = SocketAddr::from(([192, 0, 2, 11], 179));
-    let (a, b) = (Ipv4Addr::new(100, 64, 91, 0), Ipv4Addr::new(100, 64, 92, 0));
+    let asn = 65099;
+    let announce = |peer: &ScriptedPeer, prefixes: &[&str]| -> Result<()> {
+        let nets: Vec<IpNet> = prefixes
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<_, _>>()?;
+        peer.announce(
+            &scripted_peer::attributes(asn, &[]),
+            SCRIPTED_ADDR.into(),
+            &nets,
+        )
+    };
     let (pa, pb) = ("100.64.91.0/24", "100.64.92.0/24");
     let state = |prefix: &str| -> Result<Option<bool>> {
         Ok(path(&agent, prefix, "tester")?.map(|p| p["stale"] == true))
@@ -192,10 +198,9 @@ families = ["ipv4-unicast"]
         })
     };
 
-    let peer = TestPeer::establish(&leaf, to, asn, addr, &[gr_capability(false, true)])?;
-    let mut peer = peer;
-    peer.send_raw(&raw::announce(asn, addr, &[a, b]))?;
-    peer.send_raw(&raw::end_of_rib())?;
+    let peer = scripted_peer(&leaf, asn, vec![gr_capability(false, true)])?;
+    announce(&peer, &[pa, pb])?;
+    peer.send(&raw::end_of_rib())?;
     wait("both routes", &|| {
         Ok(state(pa)? == Some(false) && state(pb)? == Some(false))
     })?;
@@ -205,9 +210,9 @@ families = ["ipv4-unicast"]
     wait("both stale", &|| {
         Ok(state(pa)? == Some(true) && state(pb)? == Some(true))
     })?;
-    let mut peer = TestPeer::establish(&leaf, to, asn, addr, &[gr_capability(true, true)])?;
+    let peer = scripted_peer(&leaf, asn, vec![gr_capability(true, true)])?;
     agent.wait_established("tester", TIMEOUT)?;
-    peer.send_raw(&raw::announce(asn, addr, &[a]))?;
+    announce(&peer, &[pa])?;
     wait(
         "re-announced route fresh",
         &|| Ok(state(pa)? == Some(false)),
@@ -217,7 +222,7 @@ families = ["ipv4-unicast"]
         "{pb} must stay stale until End-of-RIB: {:#?}",
         agent.routes()
     );
-    peer.send_raw(&raw::end_of_rib())?;
+    peer.send(&raw::end_of_rib())?;
     wait("End-of-RIB sweeps the stale route", &|| {
         Ok(state(pa)? == Some(false) && state(pb)?.is_none())
     })?;
@@ -225,7 +230,7 @@ families = ["ipv4-unicast"]
     // (2) Restart without the F bit: the stale route goes when the session is back.
     peer.close()?;
     wait("stale again", &|| Ok(state(pa)? == Some(true)))?;
-    let peer = TestPeer::establish(&leaf, to, asn, addr, &[gr_capability(true, false)])?;
+    let peer = scripted_peer(&leaf, asn, vec![gr_capability(true, false)])?;
     agent.wait_established("tester", TIMEOUT)?;
     wait(
         "F bit clear: stale routes removed without End-of-RIB",
@@ -233,12 +238,11 @@ families = ["ipv4-unicast"]
     )?;
 
     // (3) Restart without the capability at all: the same.
-    let mut peer = peer;
-    peer.send_raw(&raw::announce(asn, addr, &[b]))?;
+    announce(&peer, &[pb])?;
     wait("announced", &|| Ok(state(pb)? == Some(false)))?;
     peer.close()?;
     wait("stale", &|| Ok(state(pb)? == Some(true)))?;
-    let _peer = TestPeer::establish(&leaf, to, asn, addr, &[])?;
+    let _peer = scripted_peer(&leaf, asn, vec![])?;
     agent.wait_established("tester", TIMEOUT)?;
     wait(
         "no capability: stale routes removed without End-of-RIB",

@@ -13,15 +13,27 @@ mod max_prefix;
 mod md5;
 mod multipath;
 mod notifications;
+mod raw_update;
 mod rfc7606;
 mod route_reflection;
 mod route_refresh;
-mod test_peer;
 
-use std::time::Duration;
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    time::Duration,
+};
 
 use anyhow::{Context, Result, ensure};
-use lab::{Netns, agent::Agent, bird::Bird, frr::Frr, peer::Family, wait_until};
+use bgp_wire::Capability;
+use lab::{
+    Netns,
+    agent::Agent,
+    bird::Bird,
+    frr::Frr,
+    peer::Family,
+    scripted_peer::{ScriptedPeer, SessionSpec},
+    wait_until,
+};
 use serde_json::Value;
 
 const NODE_AS: u32 = 4_200_000_001;
@@ -139,6 +151,26 @@ fn bird_last_error(bird: &Bird, protocol: &str) -> Result<String> {
         .unwrap_or_default()
         .trim()
         .to_owned())
+}
+
+/// The scripted peer's address in the leaf of [`pair`].
+const SCRIPTED_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+/// A scripted peer (`lab::scripted_peer`) of AS `asn` in the leaf of [`pair`], connected
+/// to our daemon, with `capabilities` added to its OPEN.
+fn scripted_peer(leaf: &Netns, asn: u32, capabilities: Vec<Capability>) -> Result<ScriptedPeer> {
+    ScriptedPeer::connect(
+        leaf,
+        SocketAddr::from(([192, 0, 2, 11], 179)),
+        &SessionSpec {
+            asn,
+            router_id: SCRIPTED_ADDR,
+            peer_asn: NODE_AS,
+            hold_time: 90,
+            capabilities,
+        },
+        TIMEOUT,
+    )
 }
 
 /// The path to `prefix` learned from neighbor `from`, if our Loc-RIB has one.

@@ -8,24 +8,30 @@
 //! accepted; (d) MULTI_EXIT_DISC twice (3.g): the first is kept; (e) an NLRI prefix cut
 //! short (5.3): session reset with UPDATE Message Error / Invalid Network Field (3/10).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use ipnet::{IpNet, Ipv4Net};
+use lab::scripted_peer;
 
-use super::{
-    test_peer::{TestPeer, raw},
-    *,
-};
+use super::{raw_update as raw, *};
 
 const PEER_AS: u32 = 65099;
-const PEER_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const PEER_ADDR: Ipv4Addr = SCRIPTED_ADDR;
 
 fn net(third: u8) -> (Ipv4Addr, String) {
     let a = Ipv4Addr::new(100, 64, third, 0);
     (a, format!("{a}/24"))
 }
 
-/// A well-formed UPDATE announcing `prefixes`.
-fn announce(prefixes: &[Ipv4Addr]) -> Vec<u8> {
-    raw::announce(PEER_AS, PEER_ADDR, prefixes)
+/// A well-formed UPDATE announcing the /24s at `prefixes`.
+fn announce(peer: &ScriptedPeer, prefixes: &[Ipv4Addr]) -> Result<()> {
+    let nets: Vec<IpNet> = prefixes
+        .iter()
+        .map(|p| Ipv4Net::new(*p, 24).map(IpNet::V4))
+        .collect::<Result<_, _>>()?;
+    peer.announce(
+        &scripted_peer::attributes(PEER_AS, &[]),
+        PEER_ADDR.into(),
+        &nets,
+    )
 }
 
 fn present(agent: &Agent, prefix: &str) -> Result<bool> {
@@ -74,13 +80,7 @@ families = ["ipv4-unicast"]
 "#
         )),
     )?;
-    let mut peer = TestPeer::establish(
-        &leaf,
-        SocketAddr::from(([192, 0, 2, 11], 179)),
-        PEER_AS,
-        PEER_ADDR,
-        &[],
-    )?;
+    let peer = scripted_peer(&leaf, PEER_AS, Vec::new())?;
     agent.wait_established("tester", TIMEOUT)?;
 
     let (a, pa) = net(71);
@@ -89,7 +89,7 @@ families = ["ipv4-unicast"]
     let (d, pd) = net(74);
     let (f, pf) = net(76);
     // The prefixes that malformed UPDATEs will withdraw, announced properly first.
-    peer.send_raw(&announce(&[a, b, f]))?;
+    announce(&peer, &[a, b, f])?;
     for p in [&pa, &pb, &pf] {
         wait_for(&agent, p, true, "well-formed")?;
     }
@@ -101,7 +101,7 @@ families = ["ipv4-unicast"]
         raw::next_hop(PEER_ADDR),
     ]
     .concat();
-    peer.send_raw(&raw::update(&[], &attrs, &raw::prefix(a, 24)))?;
+    peer.send(&raw::update(&[], &attrs, &raw::prefix(a, 24)))?;
     wait_for(&agent, &pa, false, "a (ORIGIN 7)")?;
     ensure!(
         findings(&agent, "TreatAsWithdraw Origin") == 1,
@@ -117,7 +117,7 @@ families = ["ipv4-unicast"]
         raw::communities(&[0xfd, 0xe8, 0x00]),
     ]
     .concat();
-    peer.send_raw(&raw::update(&[], &attrs, &raw::prefix(b, 24)))?;
+    peer.send(&raw::update(&[], &attrs, &raw::prefix(b, 24)))?;
     wait_for(&agent, &pb, false, "b (COMMUNITIES length 3)")?;
     ensure!(
         findings(&agent, "TreatAsWithdraw Communities") == 1,
@@ -133,7 +133,7 @@ families = ["ipv4-unicast"]
         raw::aggregator(&[0, 0, 0xfe, 0x4b, 10]),
     ]
     .concat();
-    peer.send_raw(&raw::update(&[], &attrs, &raw::prefix(c, 24)))?;
+    peer.send(&raw::update(&[], &attrs, &raw::prefix(c, 24)))?;
     wait_for(&agent, &pc, true, "c (AGGREGATOR length 5)")?;
     ensure!(
         findings(&agent, "AttributeDiscard Aggregator") == 1,
@@ -150,7 +150,7 @@ families = ["ipv4-unicast"]
         raw::med(20),
     ]
     .concat();
-    peer.send_raw(&raw::update(&[], &attrs, &raw::prefix(d, 24)))?;
+    peer.send(&raw::update(&[], &attrs, &raw::prefix(d, 24)))?;
     wait_for(&agent, &pd, true, "d (MED twice)")?;
     let p = path(&agent, &pd, "tester")?.context("path gone")?;
     ensure!(p["med"] == 10, "the first MED is kept: {p}");
@@ -162,7 +162,7 @@ families = ["ipv4-unicast"]
 
     // (f) no ORIGIN while announcing: treat-as-withdraw.
     let attrs = [raw::as_path(&[PEER_AS]), raw::next_hop(PEER_ADDR)].concat();
-    peer.send_raw(&raw::update(&[], &attrs, &raw::prefix(f, 24)))?;
+    peer.send(&raw::update(&[], &attrs, &raw::prefix(f, 24)))?;
     wait_for(&agent, &pf, false, "f (ORIGIN missing)")?;
     ensure!(
         findings(&agent, "TreatAsWithdraw Origin") == 2,
@@ -185,16 +185,18 @@ families = ["ipv4-unicast"]
         raw::next_hop(PEER_ADDR),
     ]
     .concat();
-    peer.send_raw(&raw::update(&[], &attrs, &[24, 100]))?;
-    let n = peer.expect_notification()?;
+    peer.send(&raw::update(&[], &attrs, &[24, 100]))?;
+    let mut n = None;
+    wait_until(TIMEOUT, POLL, || {
+        n = peer.notification();
+        Ok(n.is_some())
+    })
+    .with_context(|| format!("no NOTIFICATION for the scripted peer: {:?}", peer.check()))?;
+    let n = n.context("NOTIFICATION gone")?;
     ensure!(
         n.code.code() == (3, 10),
         "expected UPDATE Message Error/Invalid Network Field (3/10), got {n} ({:?})",
         n.code
-    );
-    ensure!(
-        peer.recv()?.is_none(),
-        "the daemon closes the connection after its NOTIFICATION"
     );
     let mut summary = Value::Null;
     wait_until(TIMEOUT, POLL, || {
