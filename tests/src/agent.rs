@@ -97,6 +97,32 @@ impl Agent {
         Ok(agent)
     }
 
+    /// Replaces the daemon's config file (with `@PINS@` and `@SOCKET@` replaced as in
+    /// [`Agent::start`]); the daemon reads it at its next reload.
+    pub fn write_config(&self, config: &str) -> Result<()> {
+        let text = config
+            .replace("@PINS@", &self.pins.path().display().to_string())
+            .replace("@SOCKET@", &self.socket.display().to_string());
+        std::fs::write(self.dir.join("bgp-ctl.toml"), text)?;
+        Ok(())
+    }
+
+    /// Sends SIGHUP (reload the config file).
+    pub fn sighup(&self) -> Result<()> {
+        let pid = self.pid().context("the daemon is not running")?;
+        let pid = i32::try_from(pid)?;
+        // SAFETY: kill has no memory preconditions; the pid is our child.
+        if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+            bail!("kill -HUP {pid}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The `bgp-ctl` binary the daemon runs.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()

@@ -16,6 +16,12 @@
 //! IPv6 routes over an IPv4 session (it has no IPv6 next hop to put in them); an IPv6
 //! session works.
 //!
+//! With [`FrrOptions::bfdd`], `bfdd` runs too (started after zebra, before bgpd), with
+//! its control socket in the run directory (`--bfdctl`) so instances do not collide. Its
+//! config starts empty: configure it with [`Frr::configure_bfdd`] (`bfd` / `peer X ...`)
+//! and read it with [`Frr::bfdd_json`] (`show bfd peers json`). bfdd needs zebra to know
+//! the interfaces a `peer ... interface` line names.
+//!
 //! Configs are written for FRR 8.4 (Debian 12). Things a config usually needs:
 //! `no bgp ebgp-requires-policy` (or route-maps: eBGP sends and accepts nothing without
 //! policy, RFC 8212), `no bgp network import-check` for `network` statements whose
@@ -47,6 +53,7 @@ use crate::{
 
 const ZEBRA: &str = "/usr/lib/frr/zebra";
 const BGPD: &str = "/usr/lib/frr/bgpd";
+const BFDD: &str = "/usr/lib/frr/bfdd";
 const VTYSH: &str = "vtysh";
 /// FRR's daemons run as this user and need their files to belong to it.
 const OWNER: &str = "frr:frr";
@@ -59,17 +66,25 @@ pub struct FrrOptions {
     /// Run zebra next to bgpd (default): routes go into the namespace's kernel FIB.
     /// Without it bgpd runs with `-Z`.
     pub zebra: bool,
+    /// Also run bfdd (default off).
+    pub bfdd: bool,
 }
 
 impl Default for FrrOptions {
     fn default() -> Self {
-        Self { zebra: true }
+        Self {
+            zebra: true,
+            bfdd: false,
+        }
     }
 }
 
 /// A NOTIFICATION that bgpd logged as received from or sent to a neighbor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
+    /// It came as a Cease/Hard Reset (RFC 8538, between speakers with the graceful
+    /// restart N-bit); `code` and `subcode` are then those of the NOTIFICATION it carries.
+    pub hard_reset: bool,
     /// Error code (RFC 4271 section 4.5).
     pub code: u8,
     /// Error subcode.
@@ -85,6 +100,7 @@ pub struct Frr {
     netns: String,
     options: FrrOptions,
     bgpd: Option<Daemon>,
+    bfdd: Option<Daemon>,
     zebra: Option<Daemon>,
     // Last: removed after the daemons are gone.
     run: RunDir,
@@ -110,12 +126,16 @@ impl Frr {
             netns: ns.name().to_owned(),
             options,
             bgpd: None,
+            bfdd: None,
             zebra: None,
             run,
         };
         frr.set_config(config)?;
         if options.zebra {
             frr.start_zebra()?;
+        }
+        if options.bfdd {
+            frr.start_bfdd()?;
         }
         frr.start_bgpd()?;
         Ok(frr)
@@ -262,6 +282,27 @@ impl Frr {
         self.run.read("bgpd.log")
     }
 
+    /// Changes bfdd's running config, like [`Frr::configure`] does bgpd's.
+    pub fn configure_bfdd(&self, lines: &[&str]) -> Result<()> {
+        let mut cmds = vec!["configure terminal"];
+        cmds.extend_from_slice(lines);
+        self.vtysh_to("bfdd", &cmds)
+            .with_context(|| format!("configuring FRR bfdd with {lines:?}"))
+            .map(drop)
+    }
+
+    /// Runs a vtysh `... json` command against bfdd and parses the answer.
+    pub fn bfdd_json(&self, cmd: &str) -> Result<Value> {
+        let text = self.vtysh_to("bfdd", &[cmd])?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("`{cmd}` did not answer JSON: {}", excerpt(&text)))
+    }
+
+    /// bfdd's log (`debug bfd peer` and `debug bfd network`), so far.
+    pub fn bfdd_log(&self) -> Result<String> {
+        self.run.read("bfdd.log")
+    }
+
     /// zebra's log, so far.
     pub fn zebra_log(&self) -> Result<String> {
         self.run.read("zebra.log")
@@ -323,8 +364,45 @@ impl Frr {
     /// drop, so the logs remain readable.
     pub fn kill(&mut self) -> Result<()> {
         let bgpd = self.bgpd.take().map_or(Ok(()), |mut d| d.kill());
+        let bfdd = self.bfdd.take().map_or(Ok(()), |mut d| d.kill());
         let zebra = self.zebra.take().map_or(Ok(()), |mut d| d.kill());
-        bgpd.and(zebra)
+        bgpd.and(bfdd).and(zebra)
+    }
+
+    fn start_bfdd(&mut self) -> Result<()> {
+        let conf = format!(
+            "log file {} debugging\nlog timestamp precision 3\ndebug bfd peer\ndebug bfd network\n",
+            self.run.file("bfdd.log")
+        );
+        self.run.write("bfdd.conf", &conf, Some(OWNER))?;
+        let (conf, zserv, pid, ctl, run) = (
+            self.run.file("bfdd.conf"),
+            self.run.file("zserv.api"),
+            self.run.file("bfdd.pid"),
+            self.run.file("bfdd.sock"),
+            self.run.file(""),
+        );
+        let args = [
+            "-f",
+            &conf,
+            "-z",
+            &zserv,
+            "-i",
+            &pid,
+            "--vty_socket",
+            &run,
+            "--bfdctl",
+            &ctl,
+            "-P",
+            "0",
+        ];
+        self.bfdd = Some(Daemon::spawn(
+            &self.netns,
+            BFDD,
+            &args,
+            &self.run.file("bfdd.out"),
+        )?);
+        self.wait_vty("bfdd")
     }
 
     fn start_zebra(&mut self) -> Result<()> {
@@ -360,10 +438,10 @@ impl Frr {
         let output = self.run.file(&format!("{daemon}.out"));
         let started = Instant::now();
         wait_until(START_TIMEOUT, Duration::from_millis(20), || {
-            let slot = if daemon == "bgpd" {
-                &mut self.bgpd
-            } else {
-                &mut self.zebra
+            let slot = match daemon {
+                "bgpd" => &mut self.bgpd,
+                "bfdd" => &mut self.bfdd,
+                _ => &mut self.zebra,
             };
             if let Some(d) = slot.as_mut() {
                 d.check_running(&output)?;
@@ -517,12 +595,20 @@ fn path_next_hop(path: &Value) -> Result<Option<IpAddr>> {
 
 /// NOTIFICATIONs in bgpd's log. FRR 8.4 logs them (bgp_notify_print) as
 /// `%NOTIFICATION: received from neighbor <host> <code>/<subcode> (<names>) <detail>`,
-/// `sent to` for the other direction.
+/// `sent to` for the other direction; a Hard Reset (RFC 8538) as
+/// `%NOTIFICATION(Hard Reset): ...` with the code and subcode it carries.
 fn parse_notifications(log: &str, direction: &str, addr: &str) -> Vec<Notification> {
-    let marker = format!("%NOTIFICATION: {direction} neighbor ");
+    const MARKER: &str = "%NOTIFICATION";
+    const HARD_RESET: &str = "(Hard Reset)";
+    let dir = format!(": {direction} neighbor ");
     log.lines()
         .filter_map(|line| {
-            let rest = &line[line.find(&marker)? + marker.len()..];
+            let rest = &line[line.find(MARKER)? + MARKER.len()..];
+            let (hard_reset, rest) = match rest.strip_prefix(HARD_RESET) {
+                Some(r) => (true, r),
+                None => (false, rest),
+            };
+            let rest = rest.strip_prefix(dir.as_str())?;
             let (host, rest) = rest.split_once(' ')?;
             if !same_host(host, addr) {
                 return None;
@@ -532,6 +618,7 @@ fn parse_notifications(log: &str, direction: &str, addr: &str) -> Vec<Notificati
             let rest = rest.strip_prefix('(')?;
             let (description, detail) = rest.split_once(')')?;
             Some(Notification {
+                hard_reset,
                 code: code.parse().ok()?,
                 subcode: subcode.parse().ok()?,
                 description: description.to_owned(),
@@ -572,16 +659,27 @@ mod tests {
 2026/11/21 11:23:20.123 BGP: [HZN6M-XRM1G] %NOTIFICATION: received from neighbor 10.0.0.2 6/2 (Cease/Administrative Shutdown) \"bye\"
 2026/11/21 11:23:21.000 BGP: [HZN6M-XRM1G] %NOTIFICATION: sent to neighbor 10.0.0.2 2/2 (OPEN Message Error/Bad Peer AS) 2 bytes fd e9
 2026/11/21 11:23:22.000 BGP: [HZN6M-XRM1G] %NOTIFICATION: received from neighbor fd00::2 4/0 (Hold Timer Expired) 0 bytes 
-2026/11/21 11:23:23.000 BGP: [HZN6M-XRM1G] %NOTIFICATION: received from neighbor 10.0.0.22 6/4 (Cease/Administrative Reset) 0 bytes ";
+2026/11/21 11:23:23.000 BGP: [HZN6M-XRM1G] %NOTIFICATION: received from neighbor 10.0.0.22 6/4 (Cease/Administrative Reset) 0 bytes 
+2026/11/21 11:23:24.000 BGP: [HZN6M-XRM1G] %NOTIFICATION(Hard Reset): received from neighbor 10.0.0.2 6/1 (Cease/Maximum Number of Prefixes Reached) 7 bytes 00 01 01 00 00 00 03";
         let got = parse_notifications(log, "received from", "10.0.0.2");
         assert_eq!(
             got,
-            vec![Notification {
-                code: 6,
-                subcode: 2,
-                description: "Cease/Administrative Shutdown".into(),
-                detail: "\"bye\"".into(),
-            }]
+            vec![
+                Notification {
+                    hard_reset: false,
+                    code: 6,
+                    subcode: 2,
+                    description: "Cease/Administrative Shutdown".into(),
+                    detail: "\"bye\"".into(),
+                },
+                Notification {
+                    hard_reset: true,
+                    code: 6,
+                    subcode: 1,
+                    description: "Cease/Maximum Number of Prefixes Reached".into(),
+                    detail: "7 bytes 00 01 01 00 00 00 03".into(),
+                }
+            ]
         );
         let sent = parse_notifications(log, "sent to", "10.0.0.2");
         assert_eq!((sent[0].code, sent[0].subcode), (2, 2));

@@ -1,5 +1,6 @@
 //! Developer commands for the bgp-ctl workspace: `cargo xtask <command>`.
 
+mod bench_control_plane;
 mod cargo;
 mod demo;
 mod dist;
@@ -13,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 use prereq::Need;
 
-/// Developer commands: setup, build, run, test.
+/// Developer commands: setup, build, run, test, bench.
 #[derive(Parser)]
 #[command(about)]
 struct Cli {
@@ -43,9 +44,22 @@ enum Cmd {
     /// Set up if needed, then: rustfmt check, clippy -D warnings, unit and integration
     /// tests (root: they create network namespaces).
     Test,
+    /// Set up if needed, build in release mode and run a benchmark (root).
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
     /// Build the Debian package (release binary, systemd unit, example config, man
     /// pages, bash/zsh/fish completions) into target/dist/.
     Dist,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// N IPv4 /32 routes from one feeder into ours, BIRD 2 and FRR: receive time,
+    /// routes/s, peak RSS, bytes per route, withdrawal time. Ends with `RESULT
+    /// control-plane ...` lines. About 5 minutes.
+    ControlPlane(bench_control_plane::ControlPlane),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +90,12 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Test => {
             setup_if_missing()?;
             cargo::test()
+        }
+        Cmd::Bench { what } => {
+            setup_if_missing()?;
+            match what {
+                Bench::ControlPlane(opts) => bench_control_plane::run(&opts),
+            }
         }
         Cmd::Dist => dist::dist().map(drop),
     }
