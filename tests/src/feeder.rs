@@ -33,7 +33,10 @@ use bgp_wire::{
 use bytes::BytesMut;
 use ipnet::{IpNet, Ipv4Net};
 
-use crate::Netns;
+use crate::{
+    Netns,
+    bgp_stream::{FrameReader, describe},
+};
 
 /// Feed bytes written with one `write_all` (whole messages): between two of them the
 /// writer may send a KEEPALIVE.
@@ -422,56 +425,6 @@ fn handshake(
     }
     let hold = session.hold_time.min(theirs.hold_time);
     Ok((hold > 0).then(|| Duration::from_secs(u64::from(hold / 3).max(1))))
-}
-
-fn describe(m: &Message) -> String {
-    match m {
-        Message::Notification(n) => {
-            let (code, sub) = n.code.code();
-            format!("NOTIFICATION {code}/{sub} ({:?})", n.code)
-        }
-        other => format!("{:?}", other.kind()),
-    }
-}
-
-/// Reads whole messages from a blocking stream.
-#[derive(Default)]
-struct FrameReader {
-    buf: Vec<u8>,
-}
-
-impl FrameReader {
-    /// The next message; fails on EOF, a malformed message, or at `deadline`.
-    fn next(
-        &mut self,
-        stream: &mut TcpStream,
-        ctx: &CodecContext,
-        deadline: Instant,
-    ) -> Result<Message> {
-        loop {
-            if let Some(len) =
-                frame_length(&self.buf, ctx).map_err(|e| anyhow!("from the receiver: {e}"))?
-                && self.buf.len() >= len
-            {
-                let frame: Vec<u8> = self.buf.drain(..len).collect();
-                return Message::decode(&frame, ctx)
-                    .map_err(|e| anyhow!("malformed message from the receiver: {e}"));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!("timed out waiting for the receiver's message");
-            }
-            stream.set_read_timeout(Some(left))?;
-            let mut tmp = [0u8; 4096];
-            match stream.read(&mut tmp) {
-                Ok(0) => bail!("the receiver closed the connection"),
-                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).context("reading from the receiver"),
-            }
-        }
-    }
 }
 
 /// Reads and drops what the receiver sends; records a NOTIFICATION or a close.

@@ -17,7 +17,7 @@
 //! sent with [`ScriptedPeer::send`], so a benchmark's timestamp covers only the send.
 
 use std::{
-    io::{ErrorKind, Read, Write},
+    io::{ErrorKind, Write},
     net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream},
     sync::{
         Arc, Mutex,
@@ -32,12 +32,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use bgp_wire::{
     AsPath, Capability, CeaseSubcode, CodecContext, Family, Message, MpNextHop, Notification,
     NotificationCode, Open, Origin, PathAttributes, encode_updates, encode_withdrawals,
-    frame_length,
 };
 use bytes::BytesMut;
 use ipnet::IpNet;
 
-use crate::Netns;
+use crate::{
+    Netns,
+    bgp_stream::{FrameReader, describe},
+};
 
 /// The scripted peer's side of the session.
 #[derive(Debug, Clone)]
@@ -394,56 +396,6 @@ fn handshake(
     Ok((hold > 0).then(|| Duration::from_secs(u64::from(hold / 3).max(1))))
 }
 
-fn describe(m: &Message) -> String {
-    match m {
-        Message::Notification(n) => {
-            let (code, sub) = n.code.code();
-            format!("NOTIFICATION {code}/{sub} ({:?})", n.code)
-        }
-        other => format!("{:?}", other.kind()),
-    }
-}
-
-/// Reads whole messages from a blocking stream.
-#[derive(Default)]
-struct FrameReader {
-    buf: Vec<u8>,
-}
-
-impl FrameReader {
-    /// The next message; fails on EOF, a malformed message, or at `deadline`.
-    fn next(
-        &mut self,
-        stream: &mut TcpStream,
-        ctx: &CodecContext,
-        deadline: Instant,
-    ) -> Result<Message> {
-        loop {
-            if let Some(len) =
-                frame_length(&self.buf, ctx).map_err(|e| anyhow!("from the receiver: {e}"))?
-                && self.buf.len() >= len
-            {
-                let frame: Vec<u8> = self.buf.drain(..len).collect();
-                return Message::decode(&frame, ctx)
-                    .map_err(|e| anyhow!("malformed message from the receiver: {e}"));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!("timed out waiting for the receiver's message");
-            }
-            stream.set_read_timeout(Some(left))?;
-            let mut tmp = [0u8; 16384];
-            match stream.read(&mut tmp) {
-                Ok(0) => bail!("the receiver closed the connection"),
-                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).context("reading from the receiver"),
-            }
-        }
-    }
-}
-
 /// Reads what the receiver sends, counting UPDATEs; records a NOTIFICATION or a close.
 fn read_until_closed(mut stream: TcpStream, mut reader: FrameReader, shared: &Shared) {
     let ctx = context();
@@ -506,6 +458,7 @@ mod tests {
     use std::{collections::HashSet, net::TcpListener};
 
     use super::*;
+    use bgp_wire::frame_length;
 
     fn decode_all(bytes: &[u8]) -> Vec<Message> {
         let ctx = context();

@@ -93,22 +93,9 @@ pub fn topology(mode: AttachMode) -> anyhow::Result<Topology> {
     })
 }
 
-/// The `bgp-ctl` binary next to this test executable (`cargo xtask test` builds it
-/// before the tests run).
-pub fn bgp_ctl_bin() -> anyhow::Result<std::path::PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("bgp-ctl"))
-        .ok_or_else(|| anyhow::anyhow!("no target directory above {}", exe.display()))?;
-    anyhow::ensure!(
-        bin.exists(),
-        "{} is missing: build it first (`cargo xtask test` does)",
-        bin.display()
-    );
-    Ok(bin)
-}
+/// The `bgp-ctl` binary next to the test (one definition, in the lab library).
+#[allow(unused_imports)]
+pub use lab::agent::bgp_ctl_bin;
 
 /// The id of the XDP program attached to `dev`, if any.
 pub fn xdp_prog_id(ns: &Netns, dev: &str) -> anyhow::Result<Option<u64>> {
