@@ -330,6 +330,14 @@ mod tests {
             ])
             .spawn()
             .unwrap();
+        // spawn() returns when exec has begun, a moment before the kernel publishes the
+        // new command line: a sweep in that moment would see none.
+        let cmdline = format!("/proc/{}/cmdline", daemon.id());
+        let marker = dir.to_string_lossy().into_owned();
+        crate::wait_until(Duration::from_secs(5), Duration::from_millis(1), || {
+            Ok(String::from_utf8_lossy(&std::fs::read(&cmdline)?).contains(&marker))
+        })
+        .unwrap();
         sweep_stale_daemons();
         let status = daemon.wait().unwrap();
         assert!(!status.success(), "the leftover daemon was not killed");

@@ -2,7 +2,7 @@
 //! binary) in the namespace, asked with `bgp-ctl show neighbors --json --socket PATH`.
 //!
 //! What it expects of the daemon:
-//! - `bgp-ctl daemon --config FILE` runs in the foreground until SIGTERM/SIGKILL, with
+//! - `bgp-ctl daemon --config FILE` runs in the foreground until SIGKILL (`RUST_LOG=info`), with
 //!   the config below (it passes `bgp_ctl::config::parse_str`, which is checked first);
 //! - the control socket at `[api] socket` answers `show neighbors --json` with one JSON
 //!   line per neighbor, `Envelope { version: 1, Reply::Neighbor(NeighborSummary) }`,
@@ -28,6 +28,8 @@ use crate::{
     receiver::{PeerSetup, Receiver},
 };
 
+/// The daemon's log level during the benchmark (its default when RUST_LOG is unset).
+const LOG_LEVEL: &str = "info";
 /// How long the daemon may take until its control socket answers.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -92,10 +94,18 @@ impl OursReceiver {
         let file = run.write("bgp-ctl.toml", &text, None)?;
         let out = run.file("daemon.out");
         let bin = binary();
+        // `env` execs the daemon (same pid) with its operational log level, whatever
+        // RUST_LOG the bench was started with: debug logging per route would be measured.
         let daemon = Daemon::spawn(
             ns.name(),
-            &bin.to_string_lossy(),
-            &["daemon", "--config", &file],
+            "env",
+            &[
+                &format!("RUST_LOG={LOG_LEVEL}"),
+                &bin.to_string_lossy(),
+                "daemon",
+                "--config",
+                &file,
+            ],
             &out,
         )?;
         let mut rx = Self {

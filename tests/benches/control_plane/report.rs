@@ -11,6 +11,8 @@ pub struct Summary {
     pub runs: usize,
     /// Median receive time, seconds.
     pub receive_s: f64,
+    /// Median resolution of the receive time (how much earlier the end may have come).
+    pub receive_window_s: f64,
     /// Median peak RSS, bytes.
     pub peak_rss: u64,
     /// Median idle RSS, bytes.
@@ -42,6 +44,7 @@ impl Summary {
         Summary {
             runs: runs.len(),
             receive_s: median_of(runs, |r| secs(r.receive)),
+            receive_window_s: median_of(runs, |r| secs(r.receive_window)),
             peak_rss: median_of(runs, |r| r.peak_rss as f64) as u64,
             idle_rss: median_of(runs, |r| r.idle_rss as f64) as u64,
             withdraw_s: median_of(runs, |r| secs(r.withdraw)),
@@ -90,17 +93,18 @@ pub fn run_line(
 /// The table of medians for one feed size.
 pub fn table(routes: u32, summaries: &BTreeMap<Kind, Summary>) -> String {
     let mut out = format!(
-        "{} routes, medians:\n  receiver  runs  receive_s  routes/s     peak_RSS   B/route  \
-         B/route_above_idle  withdraw_s\n",
+        "{} routes, medians:\n  receiver  runs  receive_s  (-resolution)  routes/s     \
+         peak_RSS   B/route  B/route_above_idle  withdraw_s\n",
         thousands(u64::from(routes))
     );
     for (kind, s) in summaries {
         let _ = writeln!(
             out,
-            "  {:<8}  {:>4}  {:>9.3}  {:>10}  {:>10}  {:>8}  {:>18}  {:>10.3}",
+            "  {:<8}  {:>4}  {:>9.3}  {:>13}  {:>8}  {:>11}  {:>8}  {:>18}  {:>10.3}",
             kind.name(),
             s.runs,
             s.receive_s,
+            format!("(-{:.3})", s.receive_window_s),
             thousands(rate(routes, s.receive_s)),
             mb(s.peak_rss),
             s.bytes_per_route(routes),
