@@ -301,12 +301,21 @@ pub fn reload(r: &ReloadReport) -> String {
     let mut o = String::new();
     if r.changes.is_empty() {
         o.push_str("reload: no changes\n");
+        return o;
     }
+    let _ = writeln!(
+        o,
+        "reload: {} change{}, {} session{} reset",
+        r.changes.len(),
+        if r.changes.len() == 1 { "" } else { "s" },
+        r.sessions_reset.len(),
+        if r.sessions_reset.len() == 1 { "" } else { "s" }
+    );
     for c in &r.changes {
-        let _ = writeln!(o, "changed: {c}");
+        let _ = writeln!(o, "  {c}");
     }
     for s in &r.sessions_reset {
-        let _ = writeln!(o, "session reset: {s}");
+        let _ = writeln!(o, "  session reset: {s}");
     }
     o
 }
