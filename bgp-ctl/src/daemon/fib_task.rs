@@ -22,6 +22,9 @@ use crate::{
     programmer::{FibProgrammer, LinkInfo, Work},
 };
 
+/// Changes applied, once the queue is empty, after which free memory is given back.
+const TRIM_AFTER: usize = 50_000;
+
 /// Questions about the dataplane.
 #[derive(Debug)]
 pub enum FibQuery {
@@ -86,12 +89,15 @@ async fn run(
     let resync = tokio::time::sleep(resync_after);
     tokio::pin!(resync);
     let mut resynced = false;
+    // Changes applied since memory was last given back.
+    let mut since_trim = 0usize;
     loop {
         tokio::select! {
             w = work.recv() => {
                 let Some(w) = w else { break };
                 let result = match w {
                     Work::Changes(changes) => {
+                        since_trim += changes.len();
                         for addr in p.unknown_next_hops(&changes) {
                             match lookup.egress(addr).await {
                                 Ok(e) => p.set_egress(addr, e),
@@ -126,6 +132,12 @@ async fn run(
                 };
                 if let Err(e) = result {
                     warn!("fib programmer: {e}");
+                }
+                if since_trim >= TRIM_AFTER && work.is_empty() {
+                    // A burst (a table loaded or withdrawn) is over: the RIB and the
+                    // programmer have freed what carried it.
+                    super::memory::trim();
+                    since_trim = 0;
                 }
             }
             Some(ev) = neighbors.next() => match ev {
@@ -166,6 +178,13 @@ async fn run(
                     Ok(n) => info!("resync after restart: {n} routes not re-learned were removed"),
                     Err(e) => warn!("resync: {e}"),
                 }
+            }
+        }
+        if work.is_empty() {
+            // Idle: wait for the grace period of slots retired by this work now rather
+            // than in the middle of the next urgent change (a peer down).
+            if let Err(e) = p.fib_mut().quiesce() {
+                warn!("fib programmer: RCU barrier: {e}");
             }
         }
     }
@@ -213,15 +232,8 @@ fn answer(
         }
         FibQuery::Fib(prefix, out) => {
             let mut prefixes: Vec<IpNet> = match prefix {
-                Some(want) => p
-                    .fib()
-                    .routes()
-                    .map(|(p, _)| p)
-                    .filter(|p| p.contains(&want.addr()) && p.prefix_len() <= want.prefix_len())
-                    .max_by_key(IpNet::prefix_len)
-                    .into_iter()
-                    .collect(),
-                None => p.fib().routes().map(|(p, _)| p).collect(),
+                Some(want) => p.fib().longest_match(&want).into_iter().collect(),
+                None => p.fib().prefixes().collect(),
             };
             prefixes.sort();
             let views = prefixes

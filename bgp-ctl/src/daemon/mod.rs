@@ -5,6 +5,7 @@
 //! NOTIFICATION, so graceful-restart peers keep our routes until we are back.
 
 mod fib_task;
+mod memory;
 mod pods;
 mod reload;
 mod specs;
@@ -30,6 +31,9 @@ use crate::{
 use fib_task::FibQuery;
 use reload::Reloader;
 
+/// Work items (chunks of Loc-RIB changes) waiting for the FIB programmer.
+const WORK_QUEUE: usize = 8;
+
 /// A reload asked for, and where its outcome goes.
 type ReloadRequest = oneshot::Sender<Result<ReloadReport, String>>;
 
@@ -44,6 +48,7 @@ pub fn run(path: &Path) -> Result<()> {
         warn!("{}: {w}", path.display());
     }
     let c = loaded.config;
+    memory::tune();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -78,7 +83,10 @@ async fn serve(c: config::Config, path: &Path) -> Result<()> {
         fib.route_count()
     );
 
-    let (work_tx, work_rx) = mpsc::channel(1024);
+    // Few and bounded (the speaker sends changes in chunks): when the programmer falls
+    // behind, the speaker waits and the sessions stop reading, instead of a table's worth
+    // of changes piling up in memory.
+    let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE);
     let (query_tx, query_rx) = mpsc::channel(16);
     let resync = Duration::from_secs(u64::from(*c.graceful_restart.restart_time.get_ref()).max(30));
     fib_task::spawn(fib, work_rx, query_rx, attached.clone(), resync)?;

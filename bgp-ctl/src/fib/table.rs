@@ -7,7 +7,7 @@
 //! never the routes.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     net::IpAddr,
     path::Path,
 };
@@ -23,6 +23,7 @@ use super::{
     FibError,
     buckets::rebalance,
     maps::{FibMaps, MapOps},
+    route_index::RouteIndex,
 };
 
 /// What a next hop is, independently of how it is currently reached.
@@ -152,6 +153,8 @@ pub struct Fib {
     maps: FibMaps,
     /// Barrier epoch: incremented each time an RCU grace period has passed.
     epoch: u64,
+    /// A slot was retired in the current epoch (its next rewrite needs a barrier).
+    retired_now: bool,
     next_hops: HashMap<u32, NextHopEntry>,
     next_hop_ids: HashMap<NextHopKey, u32>,
     next_hop_slots: Vec<Slots>,
@@ -160,8 +163,10 @@ pub struct Fib {
     group_ids_by_members: HashMap<Vec<u32>, u32>,
     group_slots: Vec<Slots>,
     g_ids: Ids,
-    routes: HashMap<IpNet, u32>,
-    stale: HashSet<IpNet>,
+    /// Route -> group.
+    routes: RouteIndex<u32>,
+    /// Adopted routes not re-added since the restart.
+    stale: RouteIndex<()>,
     /// Egress ifindex -> forward next hops using it.
     egress: HashMap<u32, u32>,
 }
@@ -174,6 +179,7 @@ impl Fib {
         let mut fib = Self {
             maps,
             epoch: 1,
+            retired_now: false,
             next_hops: HashMap::new(),
             next_hop_ids: HashMap::new(),
             next_hop_slots: vec![Slots::default(); MAX_NEXT_HOPS as usize],
@@ -182,8 +188,8 @@ impl Fib {
             group_ids_by_members: HashMap::new(),
             group_slots: vec![Slots::default(); MAX_GROUPS as usize],
             g_ids: Ids::new(MAX_GROUPS),
-            routes: HashMap::new(),
-            stale: HashSet::new(),
+            routes: RouteIndex::default(),
+            stale: RouteIndex::default(),
             egress: HashMap::new(),
         };
         fib.adopt()?;
@@ -229,15 +235,25 @@ impl Fib {
 
     /// The members of the group `prefix` uses, as next-hop keys, if installed.
     pub fn route(&self, prefix: &IpNet) -> Option<Vec<NextHopKey>> {
-        let g = self.groups.get(self.routes.get(prefix)?)?;
+        let g = self.groups.get(&self.routes.get(prefix)?)?;
         Some(g.members.iter().map(|id| self.next_hops[id].key).collect())
     }
 
     /// Every installed route with its members.
     pub fn routes(&self) -> impl Iterator<Item = (IpNet, Vec<NextHopKey>)> + '_ {
         self.routes
-            .keys()
-            .filter_map(|p| Some((*p, self.route(p)?)))
+            .iter()
+            .filter_map(|(p, _)| Some((p, self.route(&p)?)))
+    }
+
+    /// Every installed prefix, in no particular order.
+    pub fn prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.routes.iter().map(|(p, _)| p)
+    }
+
+    /// The most specific installed prefix covering `want` (an address: a host prefix).
+    pub fn longest_match(&self, want: &IpNet) -> Option<IpNet> {
+        self.routes.longest_match(want).map(|(p, _)| p)
     }
 
     /// The current value of a next hop.
@@ -336,7 +352,7 @@ impl Fib {
         // place when a next hop went away. Then nothing is written, whatever the number
         // of routes the RIB re-sends after a peer down.
         if let Some(cur) = self.routes.get(&prefix)
-            && self.groups.get(cur).is_some_and(|g| g.members == ids)
+            && self.groups.get(&cur).is_some_and(|g| g.members == ids)
         {
             return Ok(());
         }
@@ -362,7 +378,7 @@ impl Fib {
     /// The group of an installed route and, per member, its next hop and the number of
     /// the group's buckets pointing at it.
     pub fn route_group(&self, prefix: &IpNet) -> Option<(u32, Vec<(NextHopKey, u16)>)> {
-        let gid = *self.routes.get(&prefix.trunc())?;
+        let gid = self.routes.get(&prefix.trunc())?;
         let g = self.groups.get(&gid)?;
         let members = g
             .members
@@ -375,6 +391,19 @@ impl Fib {
             })
             .collect();
         Some((gid, members))
+    }
+
+    /// Waits for the grace period that makes every retired slot writable again, if a
+    /// slot was retired since the last one. Called when idle, it takes the wait off the
+    /// next urgent change (a peer down rewriting its groups). Returns whether it waited.
+    pub fn quiesce(&mut self) -> Result<bool, FibError> {
+        if !self.retired_now {
+            return Ok(false);
+        }
+        self.maps.rcu_barrier()?;
+        self.epoch += 1;
+        self.retired_now = false;
+        Ok(true)
     }
 
     /// Removes `prefix`. Returns whether it was installed.
@@ -392,12 +421,15 @@ impl Fib {
     /// Starts a resync after a restart: every adopted route is marked stale; routes
     /// added again before [`Fib::end_resync`] stay, the others are then removed.
     pub fn begin_resync(&mut self) {
-        self.stale = self.routes.keys().copied().collect();
+        self.stale = RouteIndex::default();
+        for (p, _) in self.routes.iter() {
+            self.stale.insert(p, ());
+        }
     }
 
     /// Removes the routes not re-added since [`Fib::begin_resync`]. Returns how many.
     pub fn end_resync(&mut self) -> Result<usize, FibError> {
-        let stale: Vec<IpNet> = self.stale.drain().collect();
+        let stale: Vec<IpNet> = self.stale.drain();
         for p in &stale {
             self.del_route(p)?;
         }
@@ -512,6 +544,7 @@ impl Fib {
         if s.retired_at[target as usize] == epoch {
             self.maps.rcu_barrier()?;
             self.epoch += 1;
+            self.retired_now = false;
         }
         Ok(target)
     }
@@ -519,10 +552,12 @@ impl Fib {
     fn flipped(&mut self, t: Table, id: u32, target: u32) {
         let epoch = self.epoch;
         let s = self.slots(t, id);
+        let retired = s.live.is_some();
         if let Some(old) = s.live {
             s.retired_at[old as usize] = epoch;
         }
         s.live = Some(target);
+        self.retired_now |= retired;
     }
 
     fn egress_ref(&mut self, ifindex: u32) -> Result<(), FibError> {

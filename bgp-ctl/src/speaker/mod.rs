@@ -40,6 +40,9 @@ pub use suppress::Suppression;
 
 /// Events waiting for the speaker; sessions block (backpressure) when it is full.
 const EVENT_QUEUE: usize = 64;
+/// Most Loc-RIB changes in one work item for the FIB programmer: with its bounded queue,
+/// this bounds the changes in flight between the two.
+const FIB_CHUNK: usize = 4096;
 
 /// What the daemon asks the speaker.
 #[derive(Debug)]
@@ -225,9 +228,14 @@ impl Speaker {
                 }
             }
             SessionEvent::Updates { peer, updates } => {
+                // Published in chunks as they come: a batch of UPDATEs may carry 200,000
+                // routes, whose changes need not all sit in memory at once.
                 let mut changes = Vec::new();
                 for u in updates {
                     changes.extend(self.import(peer, u).await);
+                    if changes.len() >= FIB_CHUNK {
+                        self.publish(std::mem::take(&mut changes)).await;
+                    }
                 }
                 self.check_max_prefix(peer).await;
                 self.publish(changes).await;
@@ -452,7 +460,13 @@ impl Speaker {
                 Err(e) => warn!("peer {addr}: export: {e}"),
             }
         }
-        let _ = self.fib.send(Work::Changes(changes)).await;
+        let mut changes = changes.into_iter();
+        loop {
+            let chunk: Vec<RibChange> = changes.by_ref().take(FIB_CHUNK).collect();
+            if chunk.is_empty() || self.fib.send(Work::Changes(chunk)).await.is_err() {
+                break;
+            }
+        }
     }
 
     async fn export_all(&mut self, addr: IpAddr, family: Family) {
