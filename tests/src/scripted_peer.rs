@@ -155,8 +155,9 @@ pub struct ScriptedPeer {
 }
 
 impl ScriptedPeer {
-    /// Connects from inside `ns` to `peer` (retrying while refused, until `timeout`) and
-    /// brings the session up.
+    /// Connects from inside `ns` to `peer` and brings the session up, trying again until
+    /// `timeout` while the connection is refused or the session rejected (a receiver
+    /// holds a peer that just went down idle for a while).
     pub fn connect(
         ns: &Netns,
         peer: SocketAddr,
@@ -164,10 +165,19 @@ impl ScriptedPeer {
         timeout: Duration,
     ) -> Result<ScriptedPeer> {
         let deadline = Instant::now() + timeout;
-        let stream = ns
-            .enter(|| connect(peer, deadline))?
-            .with_context(|| format!("scripted peer: connecting to {peer} from {}", ns.name()))?;
-        Self::run(stream, session, deadline)
+        loop {
+            let stream = ns.enter(|| connect(peer, deadline))?.with_context(|| {
+                format!("scripted peer: connecting to {peer} from {}", ns.name())
+            })?;
+            match Self::run(stream, session, deadline) {
+                Ok(p) => return Ok(p),
+                Err(e) if Instant::now() + Duration::from_millis(200) < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Brings the session up on a connected `stream`.

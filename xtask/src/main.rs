@@ -1,5 +1,6 @@
 //! Developer commands for the bgp-ctl workspace: `cargo xtask <command>`.
 
+mod bench_agent;
 mod cargo;
 mod demo;
 mod prereq;
@@ -12,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 use prereq::Need;
 
-/// Developer commands: setup, build, run, test.
+/// Developer commands: setup, build, run, test, bench.
 #[derive(Parser)]
 #[command(about)]
 struct Cli {
@@ -42,6 +43,19 @@ enum Cmd {
     /// Set up if needed, then: rustfmt check, clippy -D warnings, unit and integration
     /// tests (root: they create network namespaces).
     Test,
+    /// Set up if needed, build in release mode and run a benchmark (root).
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// The node agent: UPDATE -> XDP map latency with 100,000 routes installed, peer
+    /// down -> dataplane, 1,000,000 routes into the XDP maps beside BIRD 2 into the
+    /// kernel FIB, and RSS. Ends with a `RESULT agent ...` line. A few minutes.
+    Agent(bench_agent::Agent),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +86,12 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Test => {
             setup_if_missing()?;
             cargo::test()
+        }
+        Cmd::Bench { what } => {
+            setup_if_missing()?;
+            match what {
+                Bench::Agent(opts) => bench_agent::run(&opts),
+            }
         }
     }
 }
