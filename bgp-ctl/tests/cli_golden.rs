@@ -209,6 +209,7 @@ fn stats() -> StatsView {
             group_writes: 8,
             next_hop_writes: 14,
             barriers: 1,
+            background_barriers: 3,
         },
     }
 }

@@ -290,7 +290,11 @@ pub fn stats(s: &StatsView) -> String {
             vec!["route writes".into(), m.route_writes.to_string()],
             vec!["group writes".into(), m.group_writes.to_string()],
             vec!["next-hop writes".into(), m.next_hop_writes.to_string()],
-            vec!["rcu barriers".into(), m.barriers.to_string()],
+            vec!["rcu barriers waited".into(), m.barriers.to_string()],
+            vec![
+                "rcu barriers in background".into(),
+                m.background_barriers.to_string(),
+            ],
         ],
     ));
     out

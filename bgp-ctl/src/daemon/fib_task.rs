@@ -68,6 +68,9 @@ async fn run(
     resync_after: Duration,
 ) {
     fib.begin_resync();
+    if let Err(e) = fib.background_barriers() {
+        warn!("fib programmer: no background RCU barriers, waiting for them inline: {e}");
+    }
     let mut p = FibProgrammer::new(fib);
     let opts = WatchOptions::default();
     let (lookup, resolver, neighbors, links) = (
@@ -221,6 +224,7 @@ fn answer(
                             group_writes: ops.group_writes,
                             next_hop_writes: ops.next_hop_writes,
                             barriers: ops.barriers,
+                            background_barriers: ops.background_barriers,
                         },
                     })
                 }

@@ -10,6 +10,11 @@ use std::{
     collections::{HashMap, VecDeque},
     net::IpAddr,
     path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
 };
 
 use ipnet::IpNet;
@@ -22,7 +27,7 @@ use xdp_fwd_common::{
 use super::{
     FibError,
     buckets::rebalance,
-    maps::{FibMaps, MapOps},
+    maps::{FibMaps, MapOps, RcuBarrier},
     route_index::RouteIndex,
 };
 
@@ -83,7 +88,8 @@ impl NextHopKey {
 }
 
 /// Double-buffer bookkeeping of one id: which slot is live, and when each slot was last
-/// retired (in barrier epochs), so a slot is rewritten only after a grace period.
+/// retired (the barrier epoch then), so a slot is rewritten only after a grace period
+/// that started later.
 #[derive(Clone, Copy, Default)]
 struct Slots {
     live: Option<u32>,
@@ -151,10 +157,17 @@ impl Ids {
 /// The control plane's view of the dataplane tables, and the only writer of them.
 pub struct Fib {
     maps: FibMaps,
-    /// Barrier epoch: incremented each time an RCU grace period has passed.
+    /// Barrier epoch: incremented each time a grace period is started; a slot retired in
+    /// epoch E is free once a barrier started in a later epoch has completed.
     epoch: u64,
-    /// A slot was retired in the current epoch (its next rewrite needs a barrier).
+    /// The latest epoch whose barrier has completed.
+    done: u64,
+    /// A slot was retired in the current epoch.
     retired_now: bool,
+    /// The epoch of the latest retirement.
+    last_retired: u64,
+    /// Barriers run on a thread of their own (see [`Fib::background_barriers`]).
+    background: Option<Background>,
     next_hops: HashMap<u32, NextHopEntry>,
     next_hop_ids: HashMap<NextHopKey, u32>,
     next_hop_slots: Vec<Slots>,
@@ -179,7 +192,10 @@ impl Fib {
         let mut fib = Self {
             maps,
             epoch: 1,
+            done: 1,
             retired_now: false,
+            last_retired: 0,
+            background: None,
             next_hops: HashMap::new(),
             next_hop_ids: HashMap::new(),
             next_hop_slots: vec![Slots::default(); MAX_NEXT_HOPS as usize],
@@ -393,17 +409,85 @@ impl Fib {
         Some((gid, members))
     }
 
-    /// Waits for the grace period that makes every retired slot writable again, if a
-    /// slot was retired since the last one. Called when idle, it takes the wait off the
-    /// next urgent change (a peer down rewriting its groups). Returns whether it waited.
+    /// Starts the grace period that makes the slots retired so far writable again, if a
+    /// slot was retired since the last one: in the background when
+    /// [`Fib::background_barriers`] runs, else waiting for it. Called when idle, it takes
+    /// the wait off the next urgent change (a peer down rewriting its groups). Returns
+    /// whether a grace period was started.
     pub fn quiesce(&mut self) -> Result<bool, FibError> {
         if !self.retired_now {
             return Ok(false);
         }
-        self.maps.rcu_barrier()?;
+        match &self.background {
+            Some(b) => {
+                self.epoch += 1;
+                self.retired_now = false;
+                if b.requests.send(self.epoch).is_err() {
+                    // The thread is gone: wait here instead.
+                    self.background = None;
+                    self.barrier_now()?;
+                } else {
+                    self.maps.ops.background_barriers += 1;
+                }
+            }
+            None => self.barrier_now()?,
+        }
+        Ok(true)
+    }
+
+    /// Runs the barriers [`Fib::quiesce`] starts on a thread of their own, so the
+    /// programmer does not wait for them; a write that needs a slot whose grace period
+    /// has not completed still waits (for a barrier of its own).
+    pub fn background_barriers(&mut self) -> Result<(), FibError> {
+        if self.background.is_some() {
+            return Ok(());
+        }
+        let mut barrier = RcuBarrier::open(&self.maps.dir)?;
+        let done = Arc::new(AtomicU64::new(self.done));
+        let (requests, pending) = mpsc::channel::<u64>();
+        let completed = done.clone();
+        std::thread::Builder::new()
+            .name("rcu-barrier".into())
+            .spawn(move || {
+                while let Ok(mut epoch) = pending.recv() {
+                    // One grace period covers every request made before it starts.
+                    while let Ok(later) = pending.try_recv() {
+                        epoch = later;
+                    }
+                    match barrier.wait() {
+                        Ok(()) => {
+                            completed.fetch_max(epoch, Ordering::AcqRel);
+                        }
+                        Err(e) => tracing::warn!("RCU barrier: {e}"),
+                    }
+                }
+            })
+            .map_err(|source| FibError::Io {
+                path: self.maps.dir.clone(),
+                source,
+            })?;
+        self.background = Some(Background { requests, done });
+        // Slots retired before now get their grace period started too.
+        self.quiesce()?;
+        Ok(())
+    }
+
+    /// Whether a retired slot still waits for its grace period (its rewrite would wait).
+    pub fn grace_pending(&mut self) -> bool {
+        if let Some(b) = &self.background {
+            self.done = self.done.max(b.done.load(Ordering::Acquire));
+        }
+        self.last_retired >= self.done
+    }
+
+    /// Starts a grace period and waits for it.
+    fn barrier_now(&mut self) -> Result<(), FibError> {
         self.epoch += 1;
         self.retired_now = false;
-        Ok(true)
+        let epoch = self.epoch;
+        self.maps.rcu_barrier()?;
+        self.done = self.done.max(epoch);
+        Ok(())
     }
 
     /// Removes `prefix`. Returns whether it was installed.
@@ -517,15 +601,13 @@ impl Fib {
     fn write_group(&mut self, gid: u32, value: &NextHopGroup) -> Result<(), FibError> {
         let slot = self.flip_target(Table::Groups, gid)?;
         self.maps.write_group(gid, 2 * gid + slot, value)?;
-        self.flipped(Table::Groups, gid, slot);
-        Ok(())
+        self.flipped(Table::Groups, gid, slot)
     }
 
     fn write_next_hop(&mut self, id: u32, value: &NextHop) -> Result<(), FibError> {
         let slot = self.flip_target(Table::NextHops, id)?;
         self.maps.write_next_hop(id, 2 * id + slot, value)?;
-        self.flipped(Table::NextHops, id, slot);
-        Ok(())
+        self.flipped(Table::NextHops, id, slot)
     }
 
     fn slots(&mut self, t: Table, id: u32) -> &mut Slots {
@@ -538,18 +620,20 @@ impl Fib {
     /// The idle slot of `id`, after waiting for a grace period if packets may still be
     /// reading it since it was retired.
     fn flip_target(&mut self, t: Table, id: u32) -> Result<u32, FibError> {
-        let epoch = self.epoch;
+        if let Some(b) = &self.background {
+            self.done = self.done.max(b.done.load(Ordering::Acquire));
+        }
         let s = *self.slots(t, id);
         let target = s.live.map_or(0, |l| l ^ 1);
-        if s.retired_at[target as usize] == epoch {
-            self.maps.rcu_barrier()?;
-            self.epoch += 1;
-            self.retired_now = false;
+        if s.retired_at[target as usize] >= self.done {
+            self.barrier_now()?;
         }
         Ok(target)
     }
 
-    fn flipped(&mut self, t: Table, id: u32, target: u32) {
+    /// Records the flip; with background barriers, the retired slot's grace period
+    /// starts at once, so it is over long before the slot is needed again.
+    fn flipped(&mut self, t: Table, id: u32, target: u32) -> Result<(), FibError> {
         let epoch = self.epoch;
         let s = self.slots(t, id);
         let retired = s.live.is_some();
@@ -557,7 +641,14 @@ impl Fib {
             s.retired_at[old as usize] = epoch;
         }
         s.live = Some(target);
-        self.retired_now |= retired;
+        if retired {
+            self.retired_now = true;
+            self.last_retired = epoch;
+            if self.background.is_some() {
+                self.quiesce()?;
+            }
+        }
+        Ok(())
     }
 
     fn egress_ref(&mut self, ifindex: u32) -> Result<(), FibError> {
@@ -687,6 +778,13 @@ impl Fib {
         }
         Ok(())
     }
+}
+
+/// The barrier thread's side: where to ask for a grace period, and the latest epoch
+/// whose grace period has completed.
+struct Background {
+    requests: mpsc::Sender<u64>,
+    done: Arc<AtomicU64>,
 }
 
 #[derive(Clone, Copy)]
