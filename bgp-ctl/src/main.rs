@@ -38,6 +38,12 @@ enum Command {
     /// Originate or withdraw a static route.
     #[command(subcommand)]
     Route(RouteCommand),
+    /// Re-read the daemon's configuration file and apply what changed, as SIGHUP does:
+    /// sessions whose settings did not change stay up; a policy change is applied without
+    /// a reset. Prints every change; a file with mistakes changes nothing.
+    ///
+    /// Example: bgp-ctl reload
+    Reload(Client),
     /// Readiness in one line; exit code 0 ready, 1 not ready, 2 daemon unreachable.
     Health {
         /// Control socket.
@@ -296,6 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             print_replies(&client, &req)?;
         }
+        Command::Reload(client) => print_replies(&client, &Request::Reload)?,
         Command::Health { socket } => {
             let replies = match client::collect(&socket, &Request::Health) {
                 Ok(r) => r,

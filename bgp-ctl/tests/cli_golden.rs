@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use bgp_ctl::{
     api::protocol::{
         Envelope, FibMemberView, FibView, HealthView, MapOpsView, MessageCounts, NeighborDetail,
-        NeighborSummary, PathView, Reply, RouteView, StatsView, TableCounts,
+        NeighborSummary, PathView, ReloadReport, Reply, RouteView, StatsView, TableCounts,
     },
     cli::render,
 };
@@ -209,6 +209,7 @@ fn stats() -> StatsView {
             group_writes: 8,
             next_hop_writes: 14,
             barriers: 1,
+            background_barriers: 3,
         },
     }
 }
@@ -244,4 +245,25 @@ fn json_lines() {
     out.push_str(&serde_json::to_string(&Envelope::new(Reply::Stats(stats()))).unwrap());
     out.push('\n');
     golden("json-lines.txt", &out);
+}
+
+#[test]
+fn reload_report() {
+    let changed = ReloadReport {
+        changes: vec![
+            "policy leaf1-in: added".into(),
+            "peer leaf1: import policy applied again (12 prefixes changed, no reset)".into(),
+            "peer leaf3: added".into(),
+            "peer leaf2: timers changed: session reset".into(),
+        ],
+        sessions_reset: vec!["leaf2".into()],
+    };
+    let none = ReloadReport {
+        changes: vec![],
+        sessions_reset: vec![],
+    };
+    golden(
+        "reload.txt",
+        &(render::reload(&changed) + &render::reload(&none)),
+    );
 }

@@ -165,8 +165,9 @@ pub struct ScriptedPeer {
 }
 
 impl ScriptedPeer {
-    /// Connects from inside `ns` to `peer` (retrying while refused, until `timeout`) and
-    /// brings the session up.
+    /// Connects from inside `ns` to `peer` and brings the session up, trying again until
+    /// `timeout` while the connection is refused or the session rejected (a receiver
+    /// holds a peer that just went down idle for a while).
     pub fn connect(
         ns: &Netns,
         peer: SocketAddr,

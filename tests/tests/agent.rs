@@ -177,11 +177,14 @@ families = ["ipv6-unicast"]
             agent.request(&["show", "fib", prefix])?.is_empty(),
             "{prefix} stayed in the FIB after its pod route went"
         );
+        let q = Instant::now();
+        frr.routes(family)?;
         println!(
             "{prefix}: at FRR {:.1} ms after `ip route add`, gone {:.1} ms after `ip route del` \
-             (FRR polled every 10 ms, each query ~10 ms)",
+             (FRR polled every 10 ms; one query takes {:.1} ms)",
             appeared.as_secs_f64() * 1e3,
-            gone.as_secs_f64() * 1e3
+            gone.as_secs_f64() * 1e3,
+            q.elapsed().as_secs_f64() * 1e3
         );
     }
     // Routes outside the pod CIDRs are not pods.
@@ -643,5 +646,348 @@ fn the_control_socket_refuses_users_other_than_root() -> Result<()> {
     );
     // Root still is answered.
     agent.request(&["show", "neighbors"])?;
+    Ok(())
+}
+
+// ---- reload ----
+
+/// Neighbor `name`'s details as JSON.
+fn detail(agent: &Agent, name: &str) -> Result<Value> {
+    agent
+        .request(&["show", "neighbor", name])?
+        .into_iter()
+        .next()
+        .with_context(|| format!("no details for {name}"))
+}
+
+fn flaps(agent: &Agent, name: &str) -> Result<u64> {
+    detail(agent, name)?["flaps"]
+        .as_u64()
+        .context("flaps is not a number")
+}
+
+fn has_best(agent: &Agent, prefix: &str, from: &str) -> Result<bool> {
+    Ok(agent.routes()?.iter().any(|r| {
+        r["prefix"] == prefix
+            && r["paths"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["from"] == from && p["best"] == true))
+    }))
+}
+
+const LEAF1_PEERS: &str = r#"
+[[peer]]
+name = "leaf1"
+address = "192.0.2.1"
+remote-asn = 65001
+import = "@IMPORT@"
+export = "accept-all"
+families = ["ipv4-unicast"]
+[[peer]]
+name = "leaf1-v6"
+address = "fd00::1"
+remote-asn = 65001
+import = "accept-all"
+export = "accept-all"
+families = ["ipv6-unicast"]
+@V6TIMERS@
+"#;
+
+const LEAF2_PEER: &str = r#"
+[[peer]]
+name = "leaf2"
+address = "198.51.100.1"
+remote-asn = 65002
+import = "accept-all"
+export = "accept-all"
+families = ["ipv4-unicast"]
+"#;
+
+const ONLY_FIRST: &str = r#"
+[prefix-lists]
+only-first = ["permit 100.64.1.0/24"]
+[policies.leaf1-in]
+default = "reject"
+  [[policies.leaf1-in.terms]]
+  match = { prefix-list = "only-first" }
+  then = "accept"
+"#;
+
+#[test]
+fn reload_applies_the_difference_without_resetting_unchanged_sessions() -> Result<()> {
+    let (node, leaf1) = node_and_leaf()?;
+    let leaf2 = Netns::new()?;
+    lab::veth(&node, "n1", &leaf2, "m0")?;
+    node.ip(&["addr", "add", "198.51.100.11/24", "dev", "n1"])?;
+    leaf2.ip(&["addr", "add", "198.51.100.1/24", "dev", "m0"])?;
+    let frr = Frr::start_with(
+        &leaf1,
+        &format!(
+            "frr defaults traditional\nhostname leaf\n\
+             router bgp {LEAF1_AS}\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
+             no bgp network import-check\n\
+             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
+             neighbor fd00::11 remote-as {NODE_AS}\n neighbor fd00::11 timers connect 1\n\
+             address-family ipv4 unicast\n  network 100.64.1.0/24\n  network 100.64.2.0/24\n  \
+             no neighbor fd00::11 activate\n exit-address-family\n\
+             address-family ipv6 unicast\n  neighbor fd00::11 activate\n  network 2001:db8:f1::/48\n \
+             exit-address-family\n"
+        ),
+        FrrOptions {
+            zebra: false,
+            bfdd: false,
+        },
+    )?;
+    let _bird = lab::bird::Bird::start(
+        &leaf2,
+        &format!(
+            r#"
+router id 198.51.100.1;
+protocol device {{}}
+protocol static s4 {{ ipv4; route 100.64.7.0/24 blackhole; }}
+protocol bgp node {{
+  local 198.51.100.1 as {LEAF2_AS};
+  neighbor 198.51.100.11 as {NODE_AS};
+  connect delay time 1; connect retry time 2; error wait time 1, 5;
+  ipv4 {{ import all; export all; }};
+}}
+"#
+        ),
+    )?;
+    let config = |import: &str, v6_timers: &str, extra: &str| {
+        node_config(
+            &(LEAF1_PEERS
+                .replace("@IMPORT@", import)
+                .replace("@V6TIMERS@", v6_timers)
+                + extra),
+        )
+        .replace("uplinks = [\"n0\"]", "uplinks = [\"n0\", \"n1\"]")
+    };
+    let agent = Agent::start(&node, &config("accept-all", "", ""))?;
+    agent.wait_established("leaf1", TIMEOUT)?;
+    agent.wait_established("leaf1-v6", TIMEOUT)?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(has_best(&agent, "100.64.1.0/24", "leaf1")?
+            && has_best(&agent, "100.64.2.0/24", "leaf1")?
+            && has_best(&agent, "2001:db8:f1::/48", "leaf1-v6")?)
+    })
+    .with_context(|| format!("routes from FRR: {:#?}", agent.routes()))?;
+    // Sessions up for a while, so that an uptime that continues can be told from one
+    // that restarted.
+    wait_until(TIMEOUT, POLL, || {
+        Ok(agent.neighbor("leaf1-v6")?["since_secs"].as_u64() >= Some(3))
+    })?;
+    let (flaps1, flaps6) = (flaps(&agent, "leaf1")?, flaps(&agent, "leaf1-v6")?);
+    let up_before = agent.neighbor("leaf1-v6")?["since_secs"]
+        .as_u64()
+        .context("since")?;
+    let asked = Instant::now();
+
+    // 1. `bgp-ctl reload`: leaf1's import policy changes, leaf2 and a static route are
+    //    added, leaf1-v6 is unchanged.
+    agent.write_config(&config(
+        "leaf1-in",
+        "",
+        &format!("{ONLY_FIRST}{LEAF2_PEER}\n[origination]\nstatic-routes = [\"10.244.9.0/24\"]\n"),
+    ))?;
+    let report = agent.request(&["reload"])?;
+    let report = report.first().context("no reload report")?;
+    println!("reload 1: {report}");
+    ensure!(report["type"] == "reload", "{report}");
+    let changes: Vec<&str> = report["changes"]
+        .as_array()
+        .context("changes")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for want in [
+        "peer leaf2: added",
+        "static route 10.244.9.0/24: added",
+        "policy leaf1-in: added",
+        "prefix-list only-first: added",
+    ] {
+        ensure!(changes.contains(&want), "no {want:?} in {changes:?}");
+    }
+    ensure!(
+        changes
+            .iter()
+            .any(|c| c.starts_with("peer leaf1: import policy applied again")),
+        "{changes:?}"
+    );
+    ensure!(
+        !changes.iter().any(|c| c.contains("leaf1-v6")),
+        "the unchanged peer is reported: {changes:?}"
+    );
+    ensure!(
+        report["sessions_reset"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "sessions were reset: {report}"
+    );
+    // The new import policy took effect on the running session.
+    wait_until(TIMEOUT, POLL, || {
+        Ok(!has_best(&agent, "100.64.2.0/24", "leaf1")?)
+    })
+    .context("100.64.2.0/24 stayed after the import policy rejected it")?;
+    ensure!(
+        has_best(&agent, "100.64.1.0/24", "leaf1")?,
+        "100.64.1.0/24 went too"
+    );
+    // The added peer and static route came up.
+    agent.wait_established("leaf2", TIMEOUT)?;
+    wait_until(TIMEOUT, POLL, || has_best(&agent, "100.64.7.0/24", "leaf2"))
+        .context("no route from the added peer")?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(frr.routes(Family::Ipv4)?.contains_key("10.244.9.0/24"))
+    })
+    .context("the added static route did not reach FRR")?;
+    // Neither leaf1 session was reset: same flaps, and leaf1-v6's uptime went on.
+    ensure!(agent.neighbor_state("leaf1")? == "Established");
+    ensure!(flaps(&agent, "leaf1")? == flaps1, "leaf1 flapped");
+    ensure!(flaps(&agent, "leaf1-v6")? == flaps6, "leaf1-v6 flapped");
+    let up_after = agent.neighbor("leaf1-v6")?["since_secs"]
+        .as_u64()
+        .context("since")?;
+    ensure!(
+        up_after + 1 >= up_before + asked.elapsed().as_secs(),
+        "leaf1-v6's uptime restarted: {up_before} s before, {up_after} s {:?} later",
+        asked.elapsed()
+    );
+
+    // 2. SIGHUP: leaf1-v6's hold time changes, which needs a reset.
+    agent.write_config(&config(
+        "leaf1-in",
+        "timers = { hold = 30 }",
+        &format!("{ONLY_FIRST}{LEAF2_PEER}\n[origination]\nstatic-routes = [\"10.244.9.0/24\"]\n"),
+    ))?;
+    agent.sighup()?;
+    wait_until(TIMEOUT, POLL, || Ok(flaps(&agent, "leaf1-v6")? > flaps6))
+        .context("leaf1-v6 was not reset for its new hold time")?;
+    agent.wait_established("leaf1-v6", TIMEOUT)?;
+    let d = detail(&agent, "leaf1-v6")?;
+    ensure!(d["configured_hold_time"] == 30, "{d}");
+    let log = agent.log();
+    ensure!(
+        log.contains("reload: peer leaf1-v6: timers changed: session reset"),
+        "the SIGHUP reload did not log its change:\n{}",
+        tail(&log, 20)
+    );
+    ensure!(flaps(&agent, "leaf1")? == flaps1, "leaf1 flapped on SIGHUP");
+    ensure!(flaps(&agent, "leaf2")? == 0, "leaf2 flapped on SIGHUP");
+
+    // 3. A file with a mistake changes nothing and says where the mistake is.
+    agent.write_config(&config("no-such-policy", "", LEAF2_PEER))?;
+    let err = agent
+        .request(&["reload"])
+        .err()
+        .context("a broken config was accepted")?
+        .to_string();
+    println!("reload 3: {err:?}");
+    // The line and field of leaf1's `import = "no-such-policy"`.
+    ensure!(
+        err.contains("line 21:10: peer[0].import")
+            && err.contains("no-such-policy")
+            && err.contains("nothing changed"),
+        "{err}"
+    );
+    ensure!(
+        has_best(&agent, "100.64.7.0/24", "leaf2")?,
+        "leaf2's route went"
+    );
+    ensure!(agent.neighbor_state("leaf2")? == "Established");
+    Ok(())
+}
+
+// ---- aggregates ----
+
+#[test]
+fn summary_only_aggregate_hides_pods_and_blackholes_the_rest() -> Result<()> {
+    let (node, leaf) = node_and_leaf()?;
+    node.ip(&[
+        "link", "add", "pod5", "type", "veth", "peer", "name", "pod5c",
+    ])?;
+    node.ip(&["link", "set", "pod5", "up"])?;
+    node.ip(&["link", "set", "pod5c", "up"])?;
+    let frr = Frr::start_with(
+        &leaf,
+        &format!(
+            "frr defaults traditional\nhostname leaf\n\
+             router bgp {LEAF1_AS}\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n\
+             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n"
+        ),
+        FrrOptions {
+            zebra: false,
+            bfdd: false,
+        },
+    )?;
+    let config = |summary_only: bool| {
+        node_config(&format!(
+            r#"
+[origination]
+pod-cidrs = ["10.244.1.0/24"]
+[[aggregate]]
+prefix = "10.244.1.0/24"
+summary-only = {summary_only}
+suppress-to = ["leaf1"]
+[[peer]]
+name = "leaf1"
+address = "192.0.2.1"
+remote-asn = 65001
+import = "accept-all"
+export = "accept-all"
+families = ["ipv4-unicast"]
+"#
+        ))
+    };
+    let agent = Agent::start(&node, &config(true))?;
+    agent.wait_established("leaf1", TIMEOUT)?;
+    node.ip(&[
+        "route",
+        "add",
+        "10.244.1.5/32",
+        "dev",
+        "pod5",
+        "scope",
+        "link",
+    ])?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(frr.routes(Family::Ipv4)?.contains_key("10.244.1.0/24"))
+    })
+    .context("the aggregate did not reach FRR")?;
+    // The pod is in our Loc-RIB and FIB, but not advertised.
+    wait_until(TIMEOUT, POLL, || {
+        Ok(!agent.request(&["show", "fib", "10.244.1.5/32"])?.is_empty())
+    })?;
+    std::thread::sleep(Duration::from_secs(1));
+    ensure!(
+        !frr.routes(Family::Ipv4)?.contains_key("10.244.1.5/32"),
+        "the /32 inside a summary-only aggregate was advertised"
+    );
+    // The rest of the aggregate is a blackhole in the dataplane; the pod forwards.
+    let kinds = |prefix: &str| -> Result<Vec<String>> {
+        Ok(agent
+            .request(&["show", "fib", prefix])?
+            .iter()
+            .flat_map(|f| f["members"].as_array().cloned().unwrap_or_default())
+            .filter_map(|m| m["kind"].as_str().map(str::to_owned))
+            .collect())
+    };
+    ensure!(
+        kinds("10.244.1.77/32")? == ["blackhole"],
+        "uncovered space: {:?}",
+        kinds("10.244.1.77/32")
+    );
+    ensure!(
+        !kinds("10.244.1.5/32")?.contains(&"blackhole".to_string()),
+        "the pod is blackholed"
+    );
+    // Not summary-only any more: the more specific goes out too, without a reset.
+    agent.write_config(&config(false))?;
+    agent.request(&["reload"])?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(frr.routes(Family::Ipv4)?.contains_key("10.244.1.5/32"))
+    })
+    .context("the /32 was not advertised once summary-only was off")?;
+    ensure!(flaps(&agent, "leaf1")? == 0, "the session was reset");
     Ok(())
 }

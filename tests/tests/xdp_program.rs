@@ -1,7 +1,10 @@
 //! The XDP program, frame by frame through `BPF_PROG_TEST_RUN` against real maps filled
 //! by the userspace `Fib`: the action, the exact output bytes, and the counter that moved.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use bgp_ctl::fib::{Dataplane, Fib, NextHopKey};
 use lab::{
@@ -578,6 +581,50 @@ mod checksum_property {
         let forwarded = forwarded.get();
         assert!(forwarded > 500, "only {forwarded} of 2000 frames forwarded");
     }
+}
+
+#[test]
+fn grace_periods_started_in_the_background_take_the_wait_off_rewrites() -> anyhow::Result<()> {
+    let mut rig = rig()?;
+    let key = NextHopKey::Local;
+    let set = |fib: &mut Fib, mtu| {
+        fib.set_next_hop(
+            key,
+            NextHop {
+                kind: xdp_fwd_common::NH_LOCAL,
+                mtu,
+                ..Default::default()
+            },
+        )
+    };
+    // Inline: the third write reuses the slot the second retired, and waits.
+    set(&mut rig.fib, 1)?;
+    set(&mut rig.fib, 2)?;
+    assert!(rig.fib.grace_pending());
+    let before = rig.fib.ops();
+    set(&mut rig.fib, 3)?;
+    assert_eq!(rig.fib.ops().barriers, before.barriers + 1);
+    assert_eq!(rig.fib.ops().background_barriers, 0);
+    // In the background: each retirement starts a grace period on the barrier thread;
+    // once it is over, a rewrite finds its slot free and does not wait.
+    rig.fib.background_barriers()?;
+    for mtu in 4..10 {
+        lab::wait_until(Duration::from_secs(5), Duration::from_millis(1), || {
+            Ok(!rig.fib.grace_pending())
+        })?;
+        let before = rig.fib.ops();
+        set(&mut rig.fib, mtu)?;
+        let after = rig.fib.ops();
+        assert_eq!(after.barriers, before.barriers, "write {mtu} waited");
+        assert_eq!(after.background_barriers, before.background_barriers + 1);
+        assert_eq!(rig.fib.next_hop(&key).map(|n| n.mtu), Some(mtu));
+    }
+    // Idle with nothing retired since: no grace period to start.
+    lab::wait_until(Duration::from_secs(5), Duration::from_millis(1), || {
+        Ok(!rig.fib.grace_pending())
+    })?;
+    assert!(!rig.fib.quiesce()?);
+    Ok(())
 }
 
 #[test]

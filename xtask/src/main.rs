@@ -1,5 +1,6 @@
 //! Developer commands for the bgp-ctl workspace: `cargo xtask <command>`.
 
+mod bench_agent;
 mod bench_control_plane;
 mod cargo;
 mod demo;
@@ -65,6 +66,10 @@ enum Bench {
     /// generator's ceiling, and the program's cost per packet at 10 to 1M routes.
     /// Ends with a `RESULT dataplane ...` line. About 5 minutes.
     Dataplane,
+    /// The node agent: UPDATE -> XDP map latency with 100,000 routes installed, peer
+    /// down -> dataplane, 1,000,000 routes into the XDP maps beside BIRD 2 into the
+    /// kernel FIB, and RSS. Ends with a `RESULT agent ...` line. A few minutes.
+    Agent(bench_agent::Agent),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +106,7 @@ fn run(cli: Cli) -> Result<()> {
             match what {
                 Bench::ControlPlane(opts) => bench_control_plane::run(&opts),
                 Bench::Dataplane => cargo::bench("dataplane"),
+                Bench::Agent(opts) => bench_agent::run(&opts),
             }
         }
         Cmd::Dist => dist::dist().map(drop),

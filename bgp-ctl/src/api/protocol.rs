@@ -300,8 +300,10 @@ pub struct MapOpsView {
     pub group_writes: u64,
     /// Next-hop slots, references and keys written.
     pub next_hop_writes: u64,
-    /// RCU grace periods waited for before reusing a slot.
+    /// RCU grace periods the programmer waited for before reusing a slot.
     pub barriers: u64,
+    /// RCU grace periods started in the background (nobody waited).
+    pub background_barriers: u64,
 }
 
 /// What a reload changed.

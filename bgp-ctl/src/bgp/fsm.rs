@@ -350,6 +350,13 @@ impl Fsm {
         &self.config
     }
 
+    /// Replaces the configuration (a reload): timers, capabilities and addresses apply
+    /// from the next connection; reset the session with [`Event::Reset`] to apply them
+    /// now.
+    pub fn set_config(&mut self, config: Arc<PeerConfig>) {
+        self.config = config;
+    }
+
     /// The peer's state: its most advanced connection's.
     pub fn state(&self) -> State {
         match self.conns.iter().map(|c| c.state).max() {

@@ -93,8 +93,18 @@ pub enum SessionEvent {
 enum Command {
     Enable,
     Disable(String),
-    Reset { communication: String, hard: bool },
-    MaxPrefix { family: Family, limit: u32 },
+    Reset {
+        communication: String,
+        hard: bool,
+    },
+    MaxPrefix {
+        family: Family,
+        limit: u32,
+    },
+    Reconfigure {
+        config: Box<PeerConfig>,
+        reset: bool,
+    },
     Deconfigure,
 }
 
@@ -163,6 +173,18 @@ impl SessionHandle {
     /// for the configured restart time.
     pub async fn max_prefix_exceeded(&self, family: Family, limit: u32) -> Result<(), SessionGone> {
         self.command(Command::MaxPrefix { family, limit }).await
+    }
+
+    /// Replaces the peer's settings (a configuration reload; the peer's address stays).
+    /// With `reset`, the session closes with Cease/Other Configuration Change and starts
+    /// again with them (if enabled); without, they apply from the next connection, which
+    /// suits settings read only then (the max-prefix limit and restart time).
+    pub async fn reconfigure(&self, config: PeerConfig, reset: bool) -> Result<(), SessionGone> {
+        self.command(Command::Reconfigure {
+            config: Box::new(config),
+            reset,
+        })
+        .await
     }
 
     /// Removes the peer: Cease/Peer De-configured (RFC 9003 gives a communication only
@@ -311,6 +333,19 @@ impl SessionTask {
             Command::MaxPrefix { family, limit } => {
                 warn!(peer = %self.peer, %family, limit, "maximum number of prefixes reached");
                 self.handle(Event::MaxPrefixExceeded { family, limit })
+            }
+            Command::Reconfigure { config, reset } => {
+                let config = Arc::new(*config);
+                self.config = config.clone();
+                self.fsm.set_config(config);
+                if reset {
+                    self.handle(Event::Reset {
+                        cease: Notification::new(NotificationCode::Cease(
+                            CeaseSubcode::OtherConfigurationChange,
+                        )),
+                        hard: false,
+                    });
+                }
             }
             Command::Deconfigure => {
                 self.handle(Event::Disable {

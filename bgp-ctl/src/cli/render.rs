@@ -290,7 +290,11 @@ pub fn stats(s: &StatsView) -> String {
             vec!["route writes".into(), m.route_writes.to_string()],
             vec!["group writes".into(), m.group_writes.to_string()],
             vec!["next-hop writes".into(), m.next_hop_writes.to_string()],
-            vec!["rcu barriers".into(), m.barriers.to_string()],
+            vec!["rcu barriers waited".into(), m.barriers.to_string()],
+            vec![
+                "rcu barriers in background".into(),
+                m.background_barriers.to_string(),
+            ],
         ],
     ));
     out
@@ -301,12 +305,21 @@ pub fn reload(r: &ReloadReport) -> String {
     let mut o = String::new();
     if r.changes.is_empty() {
         o.push_str("reload: no changes\n");
+        return o;
     }
+    let _ = writeln!(
+        o,
+        "reload: {} change{}, {} session{} reset",
+        r.changes.len(),
+        if r.changes.len() == 1 { "" } else { "s" },
+        r.sessions_reset.len(),
+        if r.sessions_reset.len() == 1 { "" } else { "s" }
+    );
     for c in &r.changes {
-        let _ = writeln!(o, "changed: {c}");
+        let _ = writeln!(o, "  {c}");
     }
     for s in &r.sessions_reset {
-        let _ = writeln!(o, "session reset: {s}");
+        let _ = writeln!(o, "  session reset: {s}");
     }
     o
 }

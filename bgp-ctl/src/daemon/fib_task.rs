@@ -22,6 +22,9 @@ use crate::{
     programmer::{FibProgrammer, LinkInfo, Work},
 };
 
+/// Changes applied, once the queue is empty, after which free memory is given back.
+const TRIM_AFTER: usize = 50_000;
+
 /// Questions about the dataplane.
 #[derive(Debug)]
 pub enum FibQuery {
@@ -65,6 +68,9 @@ async fn run(
     resync_after: Duration,
 ) {
     fib.begin_resync();
+    if let Err(e) = fib.background_barriers() {
+        warn!("fib programmer: no background RCU barriers, waiting for them inline: {e}");
+    }
     let mut p = FibProgrammer::new(fib);
     let opts = WatchOptions::default();
     let (lookup, resolver, neighbors, links) = (
@@ -86,12 +92,15 @@ async fn run(
     let resync = tokio::time::sleep(resync_after);
     tokio::pin!(resync);
     let mut resynced = false;
+    // Changes applied since memory was last given back.
+    let mut since_trim = 0usize;
     loop {
         tokio::select! {
             w = work.recv() => {
                 let Some(w) = w else { break };
                 let result = match w {
                     Work::Changes(changes) => {
+                        since_trim += changes.len();
                         for addr in p.unknown_next_hops(&changes) {
                             match lookup.egress(addr).await {
                                 Ok(e) => p.set_egress(addr, e),
@@ -126,6 +135,12 @@ async fn run(
                 };
                 if let Err(e) = result {
                     warn!("fib programmer: {e}");
+                }
+                if since_trim >= TRIM_AFTER && work.is_empty() {
+                    // A burst (a table loaded or withdrawn) is over: the RIB and the
+                    // programmer have freed what carried it.
+                    super::memory::trim();
+                    since_trim = 0;
                 }
             }
             Some(ev) = neighbors.next() => match ev {
@@ -168,6 +183,13 @@ async fn run(
                 }
             }
         }
+        if work.is_empty() {
+            // Idle: wait for the grace period of slots retired by this work now rather
+            // than in the middle of the next urgent change (a peer down).
+            if let Err(e) = p.fib_mut().quiesce() {
+                warn!("fib programmer: RCU barrier: {e}");
+            }
+        }
     }
 }
 
@@ -202,6 +224,7 @@ fn answer(
                             group_writes: ops.group_writes,
                             next_hop_writes: ops.next_hop_writes,
                             barriers: ops.barriers,
+                            background_barriers: ops.background_barriers,
                         },
                     })
                 }
@@ -213,15 +236,8 @@ fn answer(
         }
         FibQuery::Fib(prefix, out) => {
             let mut prefixes: Vec<IpNet> = match prefix {
-                Some(want) => p
-                    .fib()
-                    .routes()
-                    .map(|(p, _)| p)
-                    .filter(|p| p.contains(&want.addr()) && p.prefix_len() <= want.prefix_len())
-                    .max_by_key(IpNet::prefix_len)
-                    .into_iter()
-                    .collect(),
-                None => p.fib().routes().map(|(p, _)| p).collect(),
+                Some(want) => p.fib().longest_match(&want).into_iter().collect(),
+                None => p.fib().prefixes().collect(),
             };
             prefixes.sort();
             let views = prefixes

@@ -1,31 +1,41 @@
 //! `bgp-ctl daemon`: the node agent. Loads the config, attaches the dataplane, starts the
 //! FIB programmer, the speaker, the pod-route watcher and the control socket, and runs
-//! until SIGTERM/SIGINT. On exit the dataplane stays pinned and forwarding; sessions close
-//! without a NOTIFICATION, so graceful-restart peers keep our routes until we are back.
+//! until SIGTERM/SIGINT. SIGHUP (or `bgp-ctl reload`) applies the config file's changes.
+//! On exit the dataplane stays pinned and forwarding; sessions close without a
+//! NOTIFICATION, so graceful-restart peers keep our routes until we are back.
 
 mod fib_task;
+mod memory;
+mod pods;
+mod reload;
 mod specs;
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, bail};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::{
     api::{
         Reply, Request,
-        protocol::HealthView,
+        protocol::{HealthView, ReloadReport},
         server::{self, Handler, ReplySink},
     },
     bgp::Listener,
     config::{self, schema::AttachMode},
     fib::{self, Dataplane, Fib},
-    netlink::{Event, PodRouteConfig, WatchOptions, watch_pod_routes},
     programmer::LocalTarget,
     speaker::{Command, Speaker},
 };
 use fib_task::FibQuery;
+use reload::Reloader;
+
+/// Work items (chunks of Loc-RIB changes) waiting for the FIB programmer.
+const WORK_QUEUE: usize = 8;
+
+/// A reload asked for, and where its outcome goes.
+type ReloadRequest = oneshot::Sender<Result<ReloadReport, String>>;
 
 /// Runs the daemon with the config at `path` until a termination signal.
 pub fn run(path: &Path) -> Result<()> {
@@ -38,15 +48,16 @@ pub fn run(path: &Path) -> Result<()> {
         warn!("{}: {w}", path.display());
     }
     let c = loaded.config;
+    memory::tune();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    rt.block_on(serve(c))
+    rt.block_on(serve(c, path))
 }
 
-async fn serve(c: config::Config) -> Result<()> {
+async fn serve(c: config::Config, path: &Path) -> Result<()> {
     let dp_cfg = c.dataplane.get_ref();
     // The dataplane first: a node that cannot forward must not advertise its pods.
     let mut dp = Dataplane::open(&dp_cfg.pin_dir)?;
@@ -72,7 +83,10 @@ async fn serve(c: config::Config) -> Result<()> {
         fib.route_count()
     );
 
-    let (work_tx, work_rx) = mpsc::channel(1024);
+    // Few and bounded (the speaker sends changes in chunks): when the programmer falls
+    // behind, the speaker waits and the sessions stop reading, instead of a table's worth
+    // of changes piling up in memory.
+    let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE);
     let (query_tx, query_rx) = mpsc::channel(16);
     let resync = Duration::from_secs(u64::from(*c.graceful_restart.restart_time.get_ref()).max(30));
     fib_task::spawn(fib, work_rx, query_rx, attached.clone(), resync)?;
@@ -92,22 +106,7 @@ async fn serve(c: config::Config) -> Result<()> {
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     for d in specs::dynamic(&c)? {
-        let (range, md5) = (d.range, d.template.session.md5_password.clone());
-        let index = speaker.add_dynamic(d);
-        let (tx, mut rx) = mpsc::channel(16);
-        listener.add_range(range, md5.as_deref(), tx)?;
-        let cmds = cmd_tx.clone();
-        tokio::spawn(async move {
-            while let Some(acc) = rx.recv().await {
-                if cmds
-                    .send(Command::DynamicAccepted(index, acc))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        });
+        speaker.add_dynamic(d)?;
     }
     let speaker_task = tokio::spawn(speaker.run(cmd_rx));
 
@@ -128,19 +127,15 @@ async fn serve(c: config::Config) -> Result<()> {
             })
             .await?;
     }
-    if !c.origination.pod_cidrs.is_empty() {
-        let watch = watch_pod_routes(
-            PodRouteConfig::new(c.origination.pod_cidrs.clone()),
-            &WatchOptions::default(),
-        )?;
-        tokio::spawn(originate_pods(watch, cmd_tx.clone()));
-    }
+    let pods = pods::spawn(c.origination.pod_cidrs.clone(), cmd_tx.clone())?;
 
     let socket = server::bind(&c.api.socket)
         .with_context(|| format!("control socket {}", c.api.socket.display()))?;
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let handler = Arc::new(Api {
         speaker: cmd_tx.clone(),
         fib: query_tx,
+        reload: reload_tx.clone(),
         uplinks: attached.iter().map(|a| a.0.clone()).collect(),
     });
     tokio::spawn(server::serve(socket, handler));
@@ -149,45 +144,56 @@ async fn serve(c: config::Config) -> Result<()> {
         c.asn.get_ref(),
         c.router_id.get_ref()
     );
-
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: leaving the dataplane pinned and forwarding"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT: leaving the dataplane pinned and forwarding"),
-        r = speaker_task => warn!("speaker ended: {r:?}"),
-    }
-    let _ = std::fs::remove_file(&c.api.socket);
-    drop(listener);
-    Ok(())
-}
-
-async fn originate_pods(
-    mut watch: crate::netlink::Watch<crate::netlink::PodRoute>,
-    cmds: mpsc::Sender<Command>,
-) {
-    while let Some(ev) = watch.next().await {
-        let cmd = match ev {
-            Ok(Event::Added(r) | Event::Changed(r)) => Command::Originate {
-                prefix: r.prefix,
-                target: LocalTarget::Pod { ifindex: r.ifindex },
-            },
-            Ok(Event::Removed(r)) => Command::WithdrawLocal { prefix: r.prefix },
-            Ok(Event::Synced) => continue,
-            Err(e) => {
-                warn!("pod route watcher: {e}");
-                continue;
+    let socket_path = c.api.socket.clone();
+    // One reload at a time, from SIGHUP or the control socket.
+    let mut reloader = Reloader::new(path, c, cmd_tx.clone(), pods);
+    tokio::spawn(async move {
+        while let Some(done) = reload_rx.recv().await {
+            let outcome = reloader.reload().await;
+            if let Err(e) = &outcome {
+                warn!("reload refused: {e}");
             }
-        };
-        if cmds.send(cmd).await.is_err() {
-            return;
+            let _ = done.send(outcome);
+        }
+    });
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut hup) = (
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::hangup())?,
+    );
+    tokio::pin!(speaker_task);
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                info!("SIGTERM: leaving the dataplane pinned and forwarding");
+                break;
+            }
+            _ = tokio::signal::ctrl_c() => {
+                info!("SIGINT: leaving the dataplane pinned and forwarding");
+                break;
+            }
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading {}", path.display());
+                let (tx, _) = oneshot::channel();
+                let _ = reload_tx.send(tx).await;
+            }
+            r = &mut speaker_task => {
+                warn!("speaker ended: {r:?}");
+                break;
+            }
         }
     }
+    let _ = std::fs::remove_file(&socket_path);
+    drop(listener);
+    Ok(())
 }
 
 /// Routes control API requests to the speaker or the FIB programmer.
 struct Api {
     speaker: mpsc::Sender<Command>,
     fib: mpsc::Sender<FibQuery>,
+    reload: mpsc::Sender<ReloadRequest>,
     uplinks: Vec<String>,
 }
 
@@ -228,12 +234,19 @@ impl Handler for Api {
                 true
             }
             Request::Reload => {
-                let _ = out
-                    .send(Reply::Error {
-                        message: "reload is not supported yet: restart the daemon (the dataplane and graceful restart keep traffic flowing)".into(),
-                    })
-                    .await;
-                true
+                let (tx, rx) = oneshot::channel();
+                if self.reload.send(tx).await.is_ok()
+                    && let Ok(outcome) = rx.await
+                {
+                    let reply = match outcome {
+                        Ok(report) => Reply::Reload(report),
+                        Err(message) => Reply::Error { message },
+                    };
+                    let _ = out.send(reply).await;
+                    true
+                } else {
+                    false
+                }
             }
             other => self
                 .speaker

@@ -10,7 +10,7 @@ use crate::{
     config::{Config, parse_asn_range, schema},
     policy::{PeerPolicy, RoutingPolicy},
     rib::{self, MultipathOptions, RibConfig},
-    speaker::{DynamicSpec, PeerSpec, SpeakerSettings},
+    speaker::{DynamicSpec, PeerSpec, SpeakerSettings, Suppression},
 };
 
 /// Speaker-wide settings of a config.
@@ -32,6 +32,15 @@ pub fn speaker_settings(c: &Config) -> SpeakerSettings {
             policies: c.policies.get_ref().clone(),
         },
         stale_time: Duration::from_secs(u64::from(c.graceful_restart.stale_time)),
+        suppressions: c
+            .aggregate
+            .iter()
+            .filter(|a| a.summary_only)
+            .map(|a| Suppression {
+                prefix: a.prefix.get_ref().trunc(),
+                to: a.suppress_to.iter().map(|t| t.get_ref().clone()).collect(),
+            })
+            .collect(),
     }
 }
 

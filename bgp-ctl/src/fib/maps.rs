@@ -2,7 +2,7 @@
 //! update atomic for packets: double-buffered slots, flipped by one 32-bit store, with an
 //! RCU grace period before a retired slot is written again.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aya::maps::{
     Array, DevMapHash, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key,
@@ -26,8 +26,10 @@ pub struct MapOps {
     pub group_writes: u64,
     /// Next-hop slots, references and keys written.
     pub next_hop_writes: u64,
-    /// RCU grace periods waited for.
+    /// RCU grace periods waited for by the writer (it blocked meanwhile).
     pub barriers: u64,
+    /// RCU grace periods started on the barrier thread (the writer went on).
+    pub background_barriers: u64,
 }
 
 /// The pinned maps, opened from their pins.
@@ -44,10 +46,35 @@ pub struct FibMaps {
     pub(super) egress_ifs: DevMapHash<MapData>,
     pub(super) counters: PerCpuArray<MapData, Counters>,
     pub(super) config: Array<MapData, Config>,
-    rcu_barrier: ArrayOfMaps<MapData, Array<MapData, u32>>,
-    barrier_inner: Array<MapData, u32>,
+    barrier: RcuBarrier,
+    /// Where the maps are pinned.
+    pub(super) dir: PathBuf,
     /// Operations issued so far.
     pub ops: MapOps,
+}
+
+/// Waits for an RCU grace period: the kernel calls synchronize_rcu() after updating a
+/// map-in-map, so when the update returns, every program run that started before it
+/// has finished.
+pub(super) struct RcuBarrier {
+    outer: ArrayOfMaps<MapData, Array<MapData, u32>>,
+    inner: Array<MapData, u32>,
+}
+
+impl RcuBarrier {
+    /// Opens the pinned barrier map in `dir`, with an inner map of its own.
+    pub fn open(dir: &Path) -> Result<Self, FibError> {
+        Ok(RcuBarrier {
+            outer: open(dir, map_name::RCU_BARRIER, Map::ArrayOfMaps)?.try_into()?,
+            inner: Array::create(1, 0)?,
+        })
+    }
+
+    /// Blocks for one grace period.
+    pub fn wait(&mut self) -> Result<(), FibError> {
+        self.outer.set(0, &self.inner, 0)?;
+        Ok(())
+    }
 }
 
 fn open(dir: &Path, name: &'static str, wrap: fn(MapData) -> Map) -> Result<Map, FibError> {
@@ -78,8 +105,8 @@ impl FibMaps {
             egress_ifs: open(d, map_name::EGRESS_IFS, Map::DevMapHash)?.try_into()?,
             counters: open(d, map_name::COUNTERS, Map::PerCpuArray)?.try_into()?,
             config: open(d, map_name::CONFIG, Map::Array)?.try_into()?,
-            rcu_barrier: open(d, map_name::RCU_BARRIER, Map::ArrayOfMaps)?.try_into()?,
-            barrier_inner: Array::create(1, 0)?,
+            barrier: RcuBarrier::open(d)?,
+            dir: d.to_path_buf(),
             ops: MapOps::default(),
         })
     }
@@ -101,8 +128,7 @@ impl FibMaps {
 
     /// Waits until every program run that started before now has finished.
     pub(super) fn rcu_barrier(&mut self) -> Result<(), FibError> {
-        // The kernel calls synchronize_rcu() after updating a map-in-map.
-        self.rcu_barrier.set(0, &self.barrier_inner, 0)?;
+        self.barrier.wait()?;
         self.ops.barriers += 1;
         Ok(())
     }

@@ -5,6 +5,7 @@ mod buckets;
 mod dataplane;
 mod error;
 mod maps;
+mod route_index;
 mod table;
 
 pub use buckets::rebalance;

@@ -7,9 +7,14 @@
 //! never the routes.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     net::IpAddr,
     path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
 };
 
 use ipnet::IpNet;
@@ -22,7 +27,8 @@ use xdp_fwd_common::{
 use super::{
     FibError,
     buckets::rebalance,
-    maps::{FibMaps, MapOps},
+    maps::{FibMaps, MapOps, RcuBarrier},
+    route_index::RouteIndex,
 };
 
 /// What a next hop is, independently of how it is currently reached.
@@ -82,7 +88,8 @@ impl NextHopKey {
 }
 
 /// Double-buffer bookkeeping of one id: which slot is live, and when each slot was last
-/// retired (in barrier epochs), so a slot is rewritten only after a grace period.
+/// retired (the barrier epoch then), so a slot is rewritten only after a grace period
+/// that started later.
 #[derive(Clone, Copy, Default)]
 struct Slots {
     live: Option<u32>,
@@ -150,8 +157,17 @@ impl Ids {
 /// The control plane's view of the dataplane tables, and the only writer of them.
 pub struct Fib {
     maps: FibMaps,
-    /// Barrier epoch: incremented each time an RCU grace period has passed.
+    /// Barrier epoch: incremented each time a grace period is started; a slot retired in
+    /// epoch E is free once a barrier started in a later epoch has completed.
     epoch: u64,
+    /// The latest epoch whose barrier has completed.
+    done: u64,
+    /// A slot was retired in the current epoch.
+    retired_now: bool,
+    /// The epoch of the latest retirement.
+    last_retired: u64,
+    /// Barriers run on a thread of their own (see [`Fib::background_barriers`]).
+    background: Option<Background>,
     next_hops: HashMap<u32, NextHopEntry>,
     next_hop_ids: HashMap<NextHopKey, u32>,
     next_hop_slots: Vec<Slots>,
@@ -160,8 +176,10 @@ pub struct Fib {
     group_ids_by_members: HashMap<Vec<u32>, u32>,
     group_slots: Vec<Slots>,
     g_ids: Ids,
-    routes: HashMap<IpNet, u32>,
-    stale: HashSet<IpNet>,
+    /// Route -> group.
+    routes: RouteIndex<u32>,
+    /// Adopted routes not re-added since the restart.
+    stale: RouteIndex<()>,
     /// Egress ifindex -> forward next hops using it.
     egress: HashMap<u32, u32>,
 }
@@ -174,6 +192,10 @@ impl Fib {
         let mut fib = Self {
             maps,
             epoch: 1,
+            done: 1,
+            retired_now: false,
+            last_retired: 0,
+            background: None,
             next_hops: HashMap::new(),
             next_hop_ids: HashMap::new(),
             next_hop_slots: vec![Slots::default(); MAX_NEXT_HOPS as usize],
@@ -182,8 +204,8 @@ impl Fib {
             group_ids_by_members: HashMap::new(),
             group_slots: vec![Slots::default(); MAX_GROUPS as usize],
             g_ids: Ids::new(MAX_GROUPS),
-            routes: HashMap::new(),
-            stale: HashSet::new(),
+            routes: RouteIndex::default(),
+            stale: RouteIndex::default(),
             egress: HashMap::new(),
         };
         fib.adopt()?;
@@ -229,15 +251,25 @@ impl Fib {
 
     /// The members of the group `prefix` uses, as next-hop keys, if installed.
     pub fn route(&self, prefix: &IpNet) -> Option<Vec<NextHopKey>> {
-        let g = self.groups.get(self.routes.get(prefix)?)?;
+        let g = self.groups.get(&self.routes.get(prefix)?)?;
         Some(g.members.iter().map(|id| self.next_hops[id].key).collect())
     }
 
     /// Every installed route with its members.
     pub fn routes(&self) -> impl Iterator<Item = (IpNet, Vec<NextHopKey>)> + '_ {
         self.routes
-            .keys()
-            .filter_map(|p| Some((*p, self.route(p)?)))
+            .iter()
+            .filter_map(|(p, _)| Some((p, self.route(&p)?)))
+    }
+
+    /// Every installed prefix, in no particular order.
+    pub fn prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.routes.iter().map(|(p, _)| p)
+    }
+
+    /// The most specific installed prefix covering `want` (an address: a host prefix).
+    pub fn longest_match(&self, want: &IpNet) -> Option<IpNet> {
+        self.routes.longest_match(want).map(|(p, _)| p)
     }
 
     /// The current value of a next hop.
@@ -336,7 +368,7 @@ impl Fib {
         // place when a next hop went away. Then nothing is written, whatever the number
         // of routes the RIB re-sends after a peer down.
         if let Some(cur) = self.routes.get(&prefix)
-            && self.groups.get(cur).is_some_and(|g| g.members == ids)
+            && self.groups.get(&cur).is_some_and(|g| g.members == ids)
         {
             return Ok(());
         }
@@ -362,7 +394,7 @@ impl Fib {
     /// The group of an installed route and, per member, its next hop and the number of
     /// the group's buckets pointing at it.
     pub fn route_group(&self, prefix: &IpNet) -> Option<(u32, Vec<(NextHopKey, u16)>)> {
-        let gid = *self.routes.get(&prefix.trunc())?;
+        let gid = self.routes.get(&prefix.trunc())?;
         let g = self.groups.get(&gid)?;
         let members = g
             .members
@@ -375,6 +407,87 @@ impl Fib {
             })
             .collect();
         Some((gid, members))
+    }
+
+    /// Starts the grace period that makes the slots retired so far writable again, if a
+    /// slot was retired since the last one: in the background when
+    /// [`Fib::background_barriers`] runs, else waiting for it. Called when idle, it takes
+    /// the wait off the next urgent change (a peer down rewriting its groups). Returns
+    /// whether a grace period was started.
+    pub fn quiesce(&mut self) -> Result<bool, FibError> {
+        if !self.retired_now {
+            return Ok(false);
+        }
+        match &self.background {
+            Some(b) => {
+                self.epoch += 1;
+                self.retired_now = false;
+                if b.requests.send(self.epoch).is_err() {
+                    // The thread is gone: wait here instead.
+                    self.background = None;
+                    self.barrier_now()?;
+                } else {
+                    self.maps.ops.background_barriers += 1;
+                }
+            }
+            None => self.barrier_now()?,
+        }
+        Ok(true)
+    }
+
+    /// Runs the barriers [`Fib::quiesce`] starts on a thread of their own, so the
+    /// programmer does not wait for them; a write that needs a slot whose grace period
+    /// has not completed still waits (for a barrier of its own).
+    pub fn background_barriers(&mut self) -> Result<(), FibError> {
+        if self.background.is_some() {
+            return Ok(());
+        }
+        let mut barrier = RcuBarrier::open(&self.maps.dir)?;
+        let done = Arc::new(AtomicU64::new(self.done));
+        let (requests, pending) = mpsc::channel::<u64>();
+        let completed = done.clone();
+        std::thread::Builder::new()
+            .name("rcu-barrier".into())
+            .spawn(move || {
+                while let Ok(mut epoch) = pending.recv() {
+                    // One grace period covers every request made before it starts.
+                    while let Ok(later) = pending.try_recv() {
+                        epoch = later;
+                    }
+                    match barrier.wait() {
+                        Ok(()) => {
+                            completed.fetch_max(epoch, Ordering::AcqRel);
+                        }
+                        Err(e) => tracing::warn!("RCU barrier: {e}"),
+                    }
+                }
+            })
+            .map_err(|source| FibError::Io {
+                path: self.maps.dir.clone(),
+                source,
+            })?;
+        self.background = Some(Background { requests, done });
+        // Slots retired before now get their grace period started too.
+        self.quiesce()?;
+        Ok(())
+    }
+
+    /// Whether a retired slot still waits for its grace period (its rewrite would wait).
+    pub fn grace_pending(&mut self) -> bool {
+        if let Some(b) = &self.background {
+            self.done = self.done.max(b.done.load(Ordering::Acquire));
+        }
+        self.last_retired >= self.done
+    }
+
+    /// Starts a grace period and waits for it.
+    fn barrier_now(&mut self) -> Result<(), FibError> {
+        self.epoch += 1;
+        self.retired_now = false;
+        let epoch = self.epoch;
+        self.maps.rcu_barrier()?;
+        self.done = self.done.max(epoch);
+        Ok(())
     }
 
     /// Removes `prefix`. Returns whether it was installed.
@@ -392,12 +505,15 @@ impl Fib {
     /// Starts a resync after a restart: every adopted route is marked stale; routes
     /// added again before [`Fib::end_resync`] stay, the others are then removed.
     pub fn begin_resync(&mut self) {
-        self.stale = self.routes.keys().copied().collect();
+        self.stale = RouteIndex::default();
+        for (p, _) in self.routes.iter() {
+            self.stale.insert(p, ());
+        }
     }
 
     /// Removes the routes not re-added since [`Fib::begin_resync`]. Returns how many.
     pub fn end_resync(&mut self) -> Result<usize, FibError> {
-        let stale: Vec<IpNet> = self.stale.drain().collect();
+        let stale: Vec<IpNet> = self.stale.drain();
         for p in &stale {
             self.del_route(p)?;
         }
@@ -485,15 +601,13 @@ impl Fib {
     fn write_group(&mut self, gid: u32, value: &NextHopGroup) -> Result<(), FibError> {
         let slot = self.flip_target(Table::Groups, gid)?;
         self.maps.write_group(gid, 2 * gid + slot, value)?;
-        self.flipped(Table::Groups, gid, slot);
-        Ok(())
+        self.flipped(Table::Groups, gid, slot)
     }
 
     fn write_next_hop(&mut self, id: u32, value: &NextHop) -> Result<(), FibError> {
         let slot = self.flip_target(Table::NextHops, id)?;
         self.maps.write_next_hop(id, 2 * id + slot, value)?;
-        self.flipped(Table::NextHops, id, slot);
-        Ok(())
+        self.flipped(Table::NextHops, id, slot)
     }
 
     fn slots(&mut self, t: Table, id: u32) -> &mut Slots {
@@ -506,23 +620,35 @@ impl Fib {
     /// The idle slot of `id`, after waiting for a grace period if packets may still be
     /// reading it since it was retired.
     fn flip_target(&mut self, t: Table, id: u32) -> Result<u32, FibError> {
-        let epoch = self.epoch;
+        if let Some(b) = &self.background {
+            self.done = self.done.max(b.done.load(Ordering::Acquire));
+        }
         let s = *self.slots(t, id);
         let target = s.live.map_or(0, |l| l ^ 1);
-        if s.retired_at[target as usize] == epoch {
-            self.maps.rcu_barrier()?;
-            self.epoch += 1;
+        if s.retired_at[target as usize] >= self.done {
+            self.barrier_now()?;
         }
         Ok(target)
     }
 
-    fn flipped(&mut self, t: Table, id: u32, target: u32) {
+    /// Records the flip; with background barriers, the retired slot's grace period
+    /// starts at once, so it is over long before the slot is needed again.
+    fn flipped(&mut self, t: Table, id: u32, target: u32) -> Result<(), FibError> {
         let epoch = self.epoch;
         let s = self.slots(t, id);
+        let retired = s.live.is_some();
         if let Some(old) = s.live {
             s.retired_at[old as usize] = epoch;
         }
         s.live = Some(target);
+        if retired {
+            self.retired_now = true;
+            self.last_retired = epoch;
+            if self.background.is_some() {
+                self.quiesce()?;
+            }
+        }
+        Ok(())
     }
 
     fn egress_ref(&mut self, ifindex: u32) -> Result<(), FibError> {
@@ -652,6 +778,13 @@ impl Fib {
         }
         Ok(())
     }
+}
+
+/// The barrier thread's side: where to ask for a grace period, and the latest epoch
+/// whose grace period has completed.
+struct Background {
+    requests: mpsc::Sender<u64>,
+    done: Arc<AtomicU64>,
 }
 
 #[derive(Clone, Copy)]

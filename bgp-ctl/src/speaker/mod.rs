@@ -8,7 +8,9 @@
 
 mod export;
 mod peer;
+mod reconfigure;
 mod show;
+mod suppress;
 
 use std::{
     collections::HashMap,
@@ -19,11 +21,11 @@ use std::{
 
 use bgp_wire::{Family, MpNextHop, Origin, PathAttributes, RouteRefreshSubtype, Update};
 use ipnet::IpNet;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::{
-    api::{Reply, Request, server::ReplySink},
+    api::{Reply, Request, protocol::ReloadReport, server::ReplySink},
     bgp::{self, LocalInfo, Session, SessionEvent, listener::Accepted},
     policy::{PolicyContext, RoutingPolicy},
     programmer::{LocalTarget, Work},
@@ -32,9 +34,15 @@ use crate::{
 
 use peer::Peer;
 pub use peer::{DynamicSpec, PeerSpec};
+pub use reconfigure::Reconfiguration;
+use suppress::Suppressing;
+pub use suppress::Suppression;
 
 /// Events waiting for the speaker; sessions block (backpressure) when it is full.
 const EVENT_QUEUE: usize = 64;
+/// Most Loc-RIB changes in one work item for the FIB programmer: with its bounded queue,
+/// this bounds the changes in flight between the two.
+const FIB_CHUNK: usize = 4096;
 
 /// What the daemon asks the speaker.
 #[derive(Debug)]
@@ -54,8 +62,9 @@ pub enum Command {
         /// The prefix.
         prefix: IpNet,
     },
-    /// A connection accepted from a dynamic-neighbor range (index into the ranges).
-    DynamicAccepted(usize, Accepted),
+    /// Apply a reloaded configuration's peers and policies; the report of what changed
+    /// goes back on `done`.
+    Reconfigure(Box<Reconfiguration>, oneshot::Sender<ReloadReport>),
 }
 
 /// Speaker-wide settings.
@@ -69,6 +78,8 @@ pub struct SpeakerSettings {
     pub routing: RoutingPolicy,
     /// How long stale routes of a restarted peer are kept without its End-of-RIB.
     pub stale_time: Duration,
+    /// Summary-only aggregates: their more specifics are not exported to some peers.
+    pub suppressions: Vec<Suppression>,
 }
 
 /// The speaker's state; [`Speaker::run`] drives it.
@@ -77,7 +88,11 @@ pub struct Speaker {
     rib: Rib,
     peers: HashMap<IpAddr, Peer>,
     by_id: HashMap<PeerId, IpAddr>,
-    dynamic: Vec<DynamicSpec>,
+    /// Dynamic-neighbor ranges by index (`None`: removed by a reload).
+    dynamic: Vec<Option<DynamicSpec>>,
+    /// Connections accepted from a dynamic range, with the range's index.
+    accepted_tx: mpsc::Sender<(usize, Accepted)>,
+    accepted: mpsc::Receiver<(usize, Accepted)>,
     events_tx: mpsc::Sender<SessionEvent>,
     events: mpsc::Receiver<SessionEvent>,
     fib: mpsc::Sender<Work>,
@@ -95,12 +110,15 @@ impl Speaker {
         listener: Option<Arc<bgp::Listener>>,
     ) -> Self {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let (accepted_tx, accepted) = mpsc::channel(16);
         Speaker {
             rib: Rib::new(settings.rib.clone()),
             settings,
             peers: HashMap::new(),
             by_id: HashMap::new(),
             dynamic: Vec::new(),
+            accepted_tx,
+            accepted,
             events_tx,
             events,
             fib,
@@ -132,11 +150,29 @@ impl Speaker {
         Ok(())
     }
 
-    /// Adds a dynamic-neighbor range; returns its index for [`Command::DynamicAccepted`].
-    /// The caller registers the range with the listener and forwards accepted connections.
-    pub fn add_dynamic(&mut self, spec: DynamicSpec) -> usize {
-        self.dynamic.push(spec);
-        self.dynamic.len() - 1
+    /// Adds a dynamic-neighbor range: connections the listener accepts from it become
+    /// peers made from its template. Must run inside the tokio runtime.
+    pub fn add_dynamic(&mut self, spec: DynamicSpec) -> anyhow::Result<()> {
+        let index = self.dynamic.len();
+        if let Some(l) = &self.listener {
+            let (tx, mut rx) = mpsc::channel(16);
+            l.add_range(
+                spec.range,
+                spec.template.session.md5_password.as_deref(),
+                tx,
+            )?;
+            let to = self.accepted_tx.clone();
+            // Ends when the range is removed from the listener (its sender dropped).
+            tokio::spawn(async move {
+                while let Some(acc) = rx.recv().await {
+                    if to.send((index, acc)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        self.dynamic.push(Some(spec));
+        Ok(())
     }
 
     /// Runs until `commands` closes.
@@ -149,6 +185,7 @@ impl Speaker {
                     Some(cmd) => self.on_command(cmd).await,
                     None => break,
                 },
+                Some((range, acc)) = self.accepted.recv() => self.on_dynamic(range, acc).await,
                 _ = sleep_until(gr_deadline), if gr_deadline.is_some() => self.on_stale_timer().await,
             }
         }
@@ -203,9 +240,14 @@ impl Speaker {
                 }
             }
             SessionEvent::Updates { peer, updates } => {
+                // Published in chunks as they come: a batch of UPDATEs may carry 200,000
+                // routes, whose changes need not all sit in memory at once.
                 let mut changes = Vec::new();
                 for u in updates {
                     changes.extend(self.import(peer, u).await);
+                    if changes.len() >= FIB_CHUNK {
+                        self.publish(std::mem::take(&mut changes)).await;
+                    }
                 }
                 self.check_max_prefix(peer).await;
                 self.publish(changes).await;
@@ -420,7 +462,7 @@ impl Speaker {
                 continue;
             };
             let ctx = PolicyContext::new(self.settings.local.asn, p.session.as_ref());
-            let mut filter = self.settings.routing.filter(policy, ctx);
+            let mut filter = export_filter(&self.settings, &self.dynamic, p, policy, ctx);
             match self.rib.export(id, &changes, &mut filter) {
                 Ok(adv) if !adv.is_empty() => {
                     p.send(export::encode(&adv, &p.families(), &p.codec()))
@@ -430,7 +472,13 @@ impl Speaker {
                 Err(e) => warn!("peer {addr}: export: {e}"),
             }
         }
-        let _ = self.fib.send(Work::Changes(changes)).await;
+        let mut changes = changes.into_iter();
+        loop {
+            let chunk: Vec<RibChange> = changes.by_ref().take(FIB_CHUNK).collect();
+            if chunk.is_empty() || self.fib.send(Work::Changes(chunk)).await.is_err() {
+                break;
+            }
+        }
     }
 
     async fn export_all(&mut self, addr: IpAddr, family: Family) {
@@ -450,7 +498,7 @@ impl Speaker {
             }
         };
         let ctx = PolicyContext::new(self.settings.local.asn, p.session.as_ref());
-        let mut filter = self.settings.routing.filter(policy, ctx);
+        let mut filter = export_filter(&self.settings, &self.dynamic, p, policy, ctx);
         match self.rib.export_all(id, family, &mut filter) {
             Ok(adv) => {
                 p.send(export::encode(&adv, &p.families(), &p.codec()))
@@ -467,7 +515,10 @@ impl Speaker {
             Command::Request(req, out) => self.on_request(req, out).await,
             Command::Originate { prefix, target } => self.originate(prefix, target).await,
             Command::WithdrawLocal { prefix } => self.withdraw_local(prefix).await,
-            Command::DynamicAccepted(range, acc) => self.on_dynamic(range, acc).await,
+            Command::Reconfigure(new, done) => {
+                let report = self.reconfigure(*new).await;
+                let _ = done.send(report);
+            }
         }
     }
 
@@ -500,7 +551,7 @@ impl Speaker {
     }
 
     async fn on_dynamic(&mut self, range: usize, acc: Accepted) {
-        let Some(spec) = self.dynamic.get(range) else {
+        let Some(Some(spec)) = self.dynamic.get(range) else {
             return;
         };
         let addr = acc.remote.ip().to_canonical();
@@ -521,6 +572,7 @@ impl Speaker {
             );
             return;
         }
+        let net = spec.range;
         let mut peer = spec.template.clone();
         peer.name = format!("{}-{addr}", spec.name);
         peer.session.remote_addr = addr;
@@ -533,10 +585,7 @@ impl Speaker {
         }
         if let Some(p) = self.peers.get_mut(&addr) {
             p.dynamic = Some(range);
-            info!(
-                "dynamic neighbor {name} accepted from range {}",
-                self.dynamic[range].range
-            );
+            info!("dynamic neighbor {name} accepted from range {net}");
             let _ = p.handle.incoming().send(acc).await;
         }
     }
@@ -663,6 +712,25 @@ impl Speaker {
         }
         self.peers.values().find(|p| p.spec.name == name_or_addr)
     }
+}
+
+/// A peer's export filter: its policy, with the summary-only aggregates that apply to it.
+fn export_filter<'a>(
+    settings: &'a SpeakerSettings,
+    dynamic: &[Option<DynamicSpec>],
+    p: &Peer,
+    policy: &'a crate::policy::Policy,
+    ctx: PolicyContext,
+) -> Suppressing<crate::policy::PolicyFilter<'a>> {
+    let group = p
+        .dynamic
+        .and_then(|i| dynamic.get(i)?.as_ref().map(|d| d.name.as_str()));
+    Suppressing::new(
+        settings.routing.filter(policy, ctx),
+        &settings.suppressions,
+        &p.spec.name,
+        group,
+    )
 }
 
 /// Sends replies from their own task, so a slow client never stalls the speaker.
