@@ -47,6 +47,7 @@ use crate::{
 
 const ZEBRA: &str = "/usr/lib/frr/zebra";
 const BGPD: &str = "/usr/lib/frr/bgpd";
+const BFDD: &str = "/usr/lib/frr/bfdd";
 const VTYSH: &str = "vtysh";
 /// FRR's daemons run as this user and need their files to belong to it.
 const OWNER: &str = "frr:frr";
@@ -86,6 +87,7 @@ pub struct Frr {
     options: FrrOptions,
     bgpd: Option<Daemon>,
     zebra: Option<Daemon>,
+    bfdd: Option<Daemon>,
     // Last: removed after the daemons are gone.
     run: RunDir,
 }
@@ -111,6 +113,7 @@ impl Frr {
             options,
             bgpd: None,
             zebra: None,
+            bfdd: None,
             run,
         };
         frr.set_config(config)?;
@@ -119,6 +122,41 @@ impl Frr {
         }
         frr.start_bgpd()?;
         Ok(frr)
+    }
+
+    /// Starts zebra, bfdd (with `bfdd_config`, e.g. profiles) and bgpd, for `neighbor X
+    /// bfd` sessions. bfdd's control socket is private to the instance (`--bfdctl`).
+    pub fn start_with_bfd(ns: &Netns, config: &str, bfdd_config: &str) -> Result<Self> {
+        require_root()?;
+        let run = RunDir::new("frr", Some(OWNER))?;
+        let zebra_conf = format!(
+            "log file {} debugging\nlog timestamp precision 3\n",
+            run.file("zebra.log")
+        );
+        run.write("zebra.conf", &zebra_conf, Some(OWNER))?;
+        let bfdd_conf = format!(
+            "log file {} debugging\nlog timestamp precision 3\n{bfdd_config}\n",
+            run.file("bfdd.log")
+        );
+        run.write("bfdd.conf", &bfdd_conf, Some(OWNER))?;
+        let mut frr = Self {
+            netns: ns.name().to_owned(),
+            options: FrrOptions { zebra: true },
+            bgpd: None,
+            zebra: None,
+            bfdd: None,
+            run,
+        };
+        frr.set_config(config)?;
+        frr.start_zebra()?;
+        frr.start_bfdd()?;
+        frr.start_bgpd()?;
+        Ok(frr)
+    }
+
+    /// Runs one vtysh command against bfdd (after [`Frr::start_with_bfd`]).
+    pub fn vtysh_bfdd(&self, cmd: &str) -> Result<String> {
+        self.vtysh_to("bfdd", &[cmd])
     }
 
     /// Replaces bgpd's config file, for the next [`Frr::start_bgpd`] (the running bgpd
@@ -323,8 +361,9 @@ impl Frr {
     /// drop, so the logs remain readable.
     pub fn kill(&mut self) -> Result<()> {
         let bgpd = self.bgpd.take().map_or(Ok(()), |mut d| d.kill());
+        let bfdd = self.bfdd.take().map_or(Ok(()), |mut d| d.kill());
         let zebra = self.zebra.take().map_or(Ok(()), |mut d| d.kill());
-        bgpd.and(zebra)
+        bgpd.and(bfdd).and(zebra)
     }
 
     fn start_zebra(&mut self) -> Result<()> {
@@ -355,15 +394,46 @@ impl Frr {
         self.wait_vty("zebra")
     }
 
+    fn start_bfdd(&mut self) -> Result<()> {
+        let (conf, zserv, pid, run, ctl) = (
+            self.run.file("bfdd.conf"),
+            self.run.file("zserv.api"),
+            self.run.file("bfdd.pid"),
+            self.run.file(""),
+            self.run.file("bfdd.sock"),
+        );
+        let args = [
+            "-f",
+            &conf,
+            "-z",
+            &zserv,
+            "-i",
+            &pid,
+            "--vty_socket",
+            &run,
+            "-P",
+            "0",
+            "--bfdctl",
+            &ctl,
+        ];
+        self.bfdd = Some(Daemon::spawn(
+            &self.netns,
+            BFDD,
+            &args,
+            &self.run.file("bfdd.out"),
+        )?);
+        self.wait_vty("bfdd")
+    }
+
     /// Waits until `daemon`'s vty answers, failing early with its output if it exits.
     fn wait_vty(&mut self, daemon: &str) -> Result<()> {
         let output = self.run.file(&format!("{daemon}.out"));
         let started = Instant::now();
         wait_until(START_TIMEOUT, Duration::from_millis(20), || {
-            let slot = if daemon == "bgpd" {
-                &mut self.bgpd
-            } else {
-                &mut self.zebra
+            let slot = match daemon {
+                "bgpd" => &mut self.bgpd,
+                "bfdd" => &mut self.bfdd,
+                _ => &mut self.zebra,
             };
             if let Some(d) = slot.as_mut() {
                 d.check_running(&output)?;

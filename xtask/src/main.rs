@@ -1,7 +1,7 @@
 //! Developer commands for the bgp-ctl workspace: `cargo xtask <command>`.
 
 mod cargo;
-mod demo;
+mod fabric;
 mod prereq;
 mod setup;
 
@@ -33,12 +33,11 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
-    /// Set up if needed, build, and bring up the demo.
-    Run {
-        /// Show the demo and tear it down at once instead of waiting for Ctrl-C.
-        #[arg(long)]
-        no_wait: bool,
-    },
+    /// Set up if needed, build, and bring up the dev fabric in network namespaces: a
+    /// spine and two leaves (FRR), nodes running the bgp-ctl daemon dual-homed to both
+    /// leaves, pods on every node. Prints what it built and how to look at it, pings
+    /// between pods on different nodes, and removes everything on Ctrl-C.
+    Run(fabric::RunOptions),
     /// Set up if needed, then: rustfmt check, clippy -D warnings, unit and integration
     /// tests (root: they create network namespaces).
     Test,
@@ -64,10 +63,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             cargo::build(release)
         }
-        Cmd::Run { no_wait } => {
+        Cmd::Run(opts) => {
             setup_if_missing()?;
             cargo::build(false)?;
-            demo::run(!no_wait)
+            fabric::run(&opts)
         }
         Cmd::Test => {
             setup_if_missing()?;
