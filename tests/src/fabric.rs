@@ -858,6 +858,7 @@ asn = {asn}
 [dataplane]
 uplinks = ["up1", "up2"]
 mode = "{mode}"
+attach-pods = true
 pin-dir = "@PINS@"
 
 [api]

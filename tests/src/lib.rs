@@ -18,6 +18,7 @@ use anyhow::{Context, Result, anyhow, bail};
 pub mod agent;
 pub mod bird;
 pub mod fabric;
+pub mod flow;
 pub mod frames;
 pub mod frr;
 pub mod peer;

@@ -883,6 +883,20 @@ impl Fsm {
                     Timer::Stable,
                     self.config.timers.stable_after,
                 ));
+                // The Restart State bit announces our own restart (RFC 4724 4.1): only
+                // the first session after it carries it; later OPENs are ordinary.
+                if self
+                    .config
+                    .graceful_restart
+                    .as_ref()
+                    .is_some_and(|g| g.restarting)
+                {
+                    let mut c = (*self.config).clone();
+                    if let Some(g) = c.graceful_restart.as_mut() {
+                        g.restarting = false;
+                    }
+                    self.config = Arc::new(c);
+                }
                 out.push(Action::Established(conn, negotiated));
             }
             Some(ConnState::Established) => self.restart_hold(out, conn),

@@ -4,6 +4,7 @@
 //! without a NOTIFICATION, so graceful-restart peers keep our routes until we are back.
 
 mod fib_task;
+mod pod_links;
 mod specs;
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
@@ -26,6 +27,7 @@ use crate::{
     speaker::{Command, Speaker},
 };
 use fib_task::FibQuery;
+use pod_links::PodLinks;
 
 /// Runs the daemon with the config at `path` until a termination signal.
 pub fn run(path: &Path) -> Result<()> {
@@ -62,6 +64,7 @@ async fn serve(c: config::Config) -> Result<()> {
     }
     let mut fib = Fib::open(&dp_cfg.pin_dir)?;
     fib.set_forward_fragments(dp_cfg.forward_fragments)?;
+    let adopted = fib.route_count();
     info!(
         "dataplane attached to {} ({mode}); adopted {} routes from the pins",
         attached
@@ -87,11 +90,17 @@ async fn serve(c: config::Config) -> Result<()> {
         Listener::bind(&addrs).context("BGP listener (is port 179 taken by another daemon?)")?,
     );
     let mut speaker = Speaker::new(specs::speaker_settings(&c), work_tx, Some(listener.clone()));
-    for p in specs::peers(&c)? {
+    if !c.origination.pod_cidrs.is_empty() {
+        speaker.defer_end_of_rib();
+    }
+    // Routes adopted from the pins: we restarted with forwarding state preserved, and
+    // say so in the first OPENs (RFC 4724 Restart State bit).
+    let restarting = adopted > 0;
+    for p in specs::peers(&c, restarting)? {
         speaker.add_peer(p)?;
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
-    for d in specs::dynamic(&c)? {
+    for d in specs::dynamic(&c, restarting)? {
         let (range, md5) = (d.range, d.template.session.md5_password.clone());
         let index = speaker.add_dynamic(d);
         let (tx, mut rx) = mpsc::channel(16);
@@ -133,7 +142,11 @@ async fn serve(c: config::Config) -> Result<()> {
             PodRouteConfig::new(c.origination.pod_cidrs.clone()),
             &WatchOptions::default(),
         )?;
-        tokio::spawn(originate_pods(watch, cmd_tx.clone()));
+        let uplinks: Vec<String> = attached.iter().map(|a| a.0.clone()).collect();
+        let pod_links = dp_cfg
+            .attach_pods
+            .then(|| PodLinks::new(dp, mode, &uplinks));
+        tokio::spawn(originate_pods(watch, cmd_tx.clone(), pod_links));
     }
 
     let socket = server::bind(&c.api.socket)
@@ -164,15 +177,26 @@ async fn serve(c: config::Config) -> Result<()> {
 async fn originate_pods(
     mut watch: crate::netlink::Watch<crate::netlink::PodRoute>,
     cmds: mpsc::Sender<Command>,
+    mut pod_links: Option<PodLinks>,
 ) {
     while let Some(ev) = watch.next().await {
         let cmd = match ev {
-            Ok(Event::Added(r) | Event::Changed(r)) => Command::Originate {
-                prefix: r.prefix,
-                target: LocalTarget::Pod { ifindex: r.ifindex },
-            },
-            Ok(Event::Removed(r)) => Command::WithdrawLocal { prefix: r.prefix },
-            Ok(Event::Synced) => continue,
+            Ok(Event::Added(r) | Event::Changed(r)) => {
+                if let Some(l) = pod_links.as_mut() {
+                    l.route_added(&r);
+                }
+                Command::Originate {
+                    prefix: r.prefix,
+                    target: LocalTarget::Pod { ifindex: r.ifindex },
+                }
+            }
+            Ok(Event::Removed(r)) => {
+                if let Some(l) = pod_links.as_mut() {
+                    l.route_removed(&r);
+                }
+                Command::WithdrawLocal { prefix: r.prefix }
+            }
+            Ok(Event::Synced) => Command::LocalSynced,
             Err(e) => {
                 warn!("pod route watcher: {e}");
                 continue;

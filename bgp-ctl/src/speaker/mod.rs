@@ -56,6 +56,9 @@ pub enum Command {
     },
     /// A connection accepted from a dynamic-neighbor range (index into the ranges).
     DynamicAccepted(usize, Accepted),
+    /// Every local prefix known at start has been originated (the pod-route watcher's
+    /// first dump is done): End-of-RIB may go out (see [`Speaker::defer_end_of_rib`]).
+    LocalSynced,
 }
 
 /// Speaker-wide settings.
@@ -84,6 +87,10 @@ pub struct Speaker {
     listener: Option<Arc<bgp::Listener>>,
     /// Static routes added with `route add` (for `route del` to refuse other prefixes).
     statics: Vec<IpNet>,
+    /// End-of-RIB waits for [`Command::LocalSynced`].
+    hold_end_of_rib: bool,
+    /// Peers Established meanwhile, owed their End-of-RIB.
+    end_of_rib_owed: Vec<IpAddr>,
 }
 
 impl Speaker {
@@ -106,7 +113,17 @@ impl Speaker {
             fib,
             listener,
             statics: Vec::new(),
+            hold_end_of_rib: false,
+            end_of_rib_owed: Vec::new(),
         }
+    }
+
+    /// Holds End-of-RIB back until [`Command::LocalSynced`]: after a restart, a peer
+    /// that is our graceful-restart helper removes whatever we have not re-advertised
+    /// when End-of-RIB arrives, so it must not come before our local routes (pods
+    /// learned from the kernel) are all in the RIB.
+    pub fn defer_end_of_rib(&mut self) {
+        self.hold_end_of_rib = true;
     }
 
     /// Adds a configured peer and starts its session.
@@ -181,11 +198,14 @@ impl Speaker {
                     warn!("peer {peer}: {e}");
                     return;
                 }
-                // The initial table, then End-of-RIB for every family (RFC 4724 4.1).
+                // The initial table, then End-of-RIB for every family (RFC 4724 4.1),
+                // unless local routes are still being learned (they follow as updates).
                 for family in negotiated.families.clone() {
                     self.export_all(peer, family).await;
                 }
-                if let Some(p) = self.peers.get(&peer) {
+                if self.hold_end_of_rib {
+                    self.end_of_rib_owed.push(peer);
+                } else if let Some(p) = self.peers.get(&peer) {
                     p.send(export::end_of_rib(&negotiated.families, &p.codec()))
                         .await;
                 }
@@ -456,6 +476,14 @@ impl Speaker {
             Command::Originate { prefix, target } => self.originate(prefix, target).await,
             Command::WithdrawLocal { prefix } => self.withdraw_local(prefix).await,
             Command::DynamicAccepted(range, acc) => self.on_dynamic(range, acc).await,
+            Command::LocalSynced => {
+                self.hold_end_of_rib = false;
+                for addr in std::mem::take(&mut self.end_of_rib_owed) {
+                    if let Some(p) = self.peers.get(&addr) {
+                        p.send(export::end_of_rib(&p.families(), &p.codec())).await;
+                    }
+                }
+            }
         }
     }
 
