@@ -889,10 +889,17 @@ multiplier = 3
 [prefix-lists]
 pods = ["permit 10.244.0.0/16 le 32", "permit fd00:10:244::/48 le 128"]
 
-[policies.fabric]
+# Import every pod route; export only our own (empty AS path): a node is no transit.
+[policies.pods-in]
 default = "reject"
-  [[policies.fabric.terms]]
+  [[policies.pods-in.terms]]
   match = {{ prefix-list = "pods" }}
+  then = "accept"
+
+[policies.own-pods-out]
+default = "reject"
+  [[policies.own-pods-out.terms]]
+  match = {{ prefix-list = "pods", as-path = {{ length = {{ max = 0 }} }} }}
   then = "accept"
 "#,
         asn = NODE_AS_BASE + u32::from(n),
@@ -909,8 +916,8 @@ name = "leaf{l}"
 address = "{a4}"
 remote-asn = {asn}
 families = ["ipv4-unicast"]
-import = "fabric"
-export = "fabric"
+import = "pods-in"
+export = "own-pods-out"
 bfd = {bfd}
 "#,
             bfd = o.bfd
@@ -925,8 +932,8 @@ name = "leaf{l}-v6"
 address = "{a6}"
 remote-asn = {asn}
 families = ["ipv6-unicast"]
-import = "fabric"
-export = "fabric"
+import = "pods-in"
+export = "own-pods-out"
 bfd = {bfd}
 "#,
                 bfd = o.bfd
@@ -1030,6 +1037,117 @@ impl Pod {
             .exec_output("ping", &["-c", "1", "-W", &w, "-n", "-q", &dst.to_string()])?;
         Ok(out.status.success())
     }
+}
+
+/// Packets an interface received and sent: `(rx, tx)`.
+pub fn link_packets(ns: &Netns, dev: &str) -> Result<(u64, u64)> {
+    let json = ns.ip(&["-j", "-s", "link", "show", "dev", dev])?;
+    let v: serde_json::Value =
+        serde_json::from_str(&json).with_context(|| format!("ip -j -s link: {json}"))?;
+    let stats = &v[0]["stats64"];
+    match (
+        stats["rx"]["packets"].as_u64(),
+        stats["tx"]["packets"].as_u64(),
+    ) {
+        (Some(rx), Some(tx)) => Ok((rx, tx)),
+        _ => bail!("no packet counts for {dev} in {json}"),
+    }
+}
+
+/// IP datagrams the kernel of `ns` forwarded so far (IPv4 `ForwDatagrams` plus IPv6
+/// `Ip6OutForwDatagrams`).
+pub fn kernel_forwarded(ns: &Netns) -> Result<u64> {
+    let snmp = ns.exec("cat", &["/proc/net/snmp", "/proc/net/snmp6"])?;
+    let lines: Vec<&str> = snmp.lines().collect();
+    let mut total = 0;
+    let mut found = 0;
+    for pair in lines.windows(2) {
+        let (names, values) = (pair[0], pair[1]);
+        if let (Some(names), Some(values)) =
+            (names.strip_prefix("Ip: "), values.strip_prefix("Ip: "))
+            && names.starts_with("Forwarding")
+        {
+            let i = names
+                .split_whitespace()
+                .position(|n| n == "ForwDatagrams")
+                .ok_or_else(|| anyhow!("no ForwDatagrams in /proc/net/snmp"))?;
+            total += values
+                .split_whitespace()
+                .nth(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| anyhow!("bad Ip: line {values}"))?;
+            found += 1;
+        }
+    }
+    for l in &lines {
+        if let Some(v) = l.strip_prefix("Ip6OutForwDatagrams") {
+            total += v.trim().parse::<u64>().context("bad Ip6OutForwDatagrams")?;
+            found += 1;
+        }
+    }
+    ensure!(found == 2, "forwarding counters not found in {}", ns.name());
+    Ok(total)
+}
+
+/// A one-off `iperf3` server in a pod; killed on drop.
+struct Iperf3Server {
+    child: std::process::Child,
+}
+
+impl Drop for Iperf3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `iperf3` from `client` to `server` (its IPv4 address) for `secs` seconds, TCP
+/// or UDP at `udp_rate` (e.g. `100M`); returns iperf3's JSON report.
+pub fn iperf3(
+    client: &Pod,
+    server: &Pod,
+    udp_rate: Option<&str>,
+    secs: u32,
+) -> Result<serde_json::Value> {
+    let addr = server.ipv4.to_string();
+    let child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            server.ns.name(),
+            "iperf3",
+            "-s",
+            "-1",
+            "-B",
+        ])
+        .arg(&addr)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting iperf3 -s (installed? `cargo xtask setup`)")?;
+    let _server = Iperf3Server { child };
+    let t = secs.to_string();
+    let mut args = vec!["-c", &addr, "-t", &t, "-J", "--connect-timeout", "1000"];
+    if let Some(rate) = udp_rate {
+        args.extend_from_slice(&["-u", "-b", rate]);
+    }
+    // The server needs a moment to listen: retry the connection a few times. iperf3
+    // 3.12 exits 0 with `-J` even when it failed: its JSON says so.
+    let mut last = String::new();
+    for _ in 0..30 {
+        let out = client.ns.exec_output("iperf3", &args)?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
+        if let Some(j) = json
+            && out.status.success()
+            && j.get("error").is_none()
+        {
+            return Ok(j);
+        }
+        last = text;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("iperf3 from {} to {addr} failed: {last}", client.name)
 }
 
 impl Node {

@@ -43,6 +43,8 @@ pub struct FlowReport {
     /// Longest time between two consecutive arrivals (from the first arrival to the
     /// last), or since the start when nothing arrived.
     pub max_gap: Duration,
+    /// When the last packet arrived.
+    pub last_arrival: Option<Instant>,
 }
 
 /// Everything the flows saw.
@@ -279,6 +281,7 @@ impl Flows {
                     received,
                     lost: sent.saturating_sub(received),
                     max_gap,
+                    last_arrival: times.last().copied(),
                 }
             })
             .collect();
