@@ -277,6 +277,30 @@ async fn establishes_and_keepalives_flow_both_ways() {
 }
 
 #[tokio::test]
+async fn establishes_over_ipv6() {
+    init_tracing();
+    let peer_listener = TcpListener::bind("[::1]:0").await.unwrap();
+    let mut c = PeerConfig::new(ip("::1"), RemoteAs::Exact(65001));
+    c.port = peer_listener.local_addr().unwrap().port();
+    c.timers = fast_timers();
+    let (tx, mut events) = mpsc::channel(16);
+    let _handle = Session::spawn(c, local(), tx, true).unwrap();
+    let (s, _) = timeout(WAIT, peer_listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut p = TestPeer::new(s);
+    p.handshake(Ipv4Addr::new(10, 0, 0, 2)).await;
+    match timeout(WAIT, events.recv()).await.unwrap().unwrap() {
+        SessionEvent::Established { negotiated, .. } => {
+            assert_eq!(negotiated.remote_addr.ip(), ip("::1"));
+            assert!(negotiated.has_family(Family::IPV6_UNICAST));
+        }
+        other => panic!("expected Established, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn updates_and_route_refresh_flow_both_ways() {
     let mut rig = Rig::new(|_| {}, 16).await;
     let (mut p, e) = rig.established().await;

@@ -45,7 +45,13 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 
-use crate::{Netns, agent::Agent, frr::Frr, peer::Family, unique_name, wait_until};
+use crate::{
+    Netns,
+    agent::Agent,
+    frr::{Frr, FrrOptions},
+    peer::Family,
+    unique_name, wait_until,
+};
 
 /// AS of the spine.
 pub const SPINE_AS: u32 = 65000;
@@ -745,11 +751,14 @@ fn node_default_routes(node: &Netns, n: u8, o: &FabricOptions) -> Result<()> {
 }
 
 fn start_frr(ns: &Netns, config: &str, bfd: bool) -> Result<Frr> {
-    if bfd {
-        Frr::start_with_bfd(ns, config, "")
-    } else {
-        Frr::start(ns, config)
-    }
+    Frr::start_with(
+        ns,
+        config,
+        FrrOptions {
+            bfdd: bfd,
+            ..FrrOptions::default()
+        },
+    )
 }
 
 /// bgpd's config on the spine: eBGP to both leaves, ECMP across them.

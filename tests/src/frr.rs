@@ -16,6 +16,12 @@
 //! IPv6 routes over an IPv4 session (it has no IPv6 next hop to put in them); an IPv6
 //! session works.
 //!
+//! With [`FrrOptions::bfdd`], `bfdd` runs too (started after zebra, before bgpd), with
+//! its control socket in the run directory (`--bfdctl`) so instances do not collide. Its
+//! config starts empty: configure it with [`Frr::configure_bfdd`] (`bfd` / `peer X ...`)
+//! and read it with [`Frr::bfdd_json`] (`show bfd peers json`). bfdd needs zebra to know
+//! the interfaces a `peer ... interface` line names.
+//!
 //! Configs are written for FRR 8.4 (Debian 12). Things a config usually needs:
 //! `no bgp ebgp-requires-policy` (or route-maps: eBGP sends and accepts nothing without
 //! policy, RFC 8212), `no bgp network import-check` for `network` statements whose
@@ -60,11 +66,16 @@ pub struct FrrOptions {
     /// Run zebra next to bgpd (default): routes go into the namespace's kernel FIB.
     /// Without it bgpd runs with `-Z`.
     pub zebra: bool,
+    /// Also run bfdd (default off).
+    pub bfdd: bool,
 }
 
 impl Default for FrrOptions {
     fn default() -> Self {
-        Self { zebra: true }
+        Self {
+            zebra: true,
+            bfdd: false,
+        }
     }
 }
 
@@ -86,8 +97,8 @@ pub struct Frr {
     netns: String,
     options: FrrOptions,
     bgpd: Option<Daemon>,
-    zebra: Option<Daemon>,
     bfdd: Option<Daemon>,
+    zebra: Option<Daemon>,
     // Last: removed after the daemons are gone.
     run: RunDir,
 }
@@ -112,51 +123,19 @@ impl Frr {
             netns: ns.name().to_owned(),
             options,
             bgpd: None,
-            zebra: None,
             bfdd: None,
+            zebra: None,
             run,
         };
         frr.set_config(config)?;
         if options.zebra {
             frr.start_zebra()?;
         }
+        if options.bfdd {
+            frr.start_bfdd()?;
+        }
         frr.start_bgpd()?;
         Ok(frr)
-    }
-
-    /// Starts zebra, bfdd (with `bfdd_config`, e.g. profiles) and bgpd, for `neighbor X
-    /// bfd` sessions. bfdd's control socket is private to the instance (`--bfdctl`).
-    pub fn start_with_bfd(ns: &Netns, config: &str, bfdd_config: &str) -> Result<Self> {
-        require_root()?;
-        let run = RunDir::new("frr", Some(OWNER))?;
-        let zebra_conf = format!(
-            "log file {} debugging\nlog timestamp precision 3\n",
-            run.file("zebra.log")
-        );
-        run.write("zebra.conf", &zebra_conf, Some(OWNER))?;
-        let bfdd_conf = format!(
-            "log file {} debugging\nlog timestamp precision 3\n{bfdd_config}\n",
-            run.file("bfdd.log")
-        );
-        run.write("bfdd.conf", &bfdd_conf, Some(OWNER))?;
-        let mut frr = Self {
-            netns: ns.name().to_owned(),
-            options: FrrOptions { zebra: true },
-            bgpd: None,
-            zebra: None,
-            bfdd: None,
-            run,
-        };
-        frr.set_config(config)?;
-        frr.start_zebra()?;
-        frr.start_bfdd()?;
-        frr.start_bgpd()?;
-        Ok(frr)
-    }
-
-    /// Runs one vtysh command against bfdd (after [`Frr::start_with_bfd`]).
-    pub fn vtysh_bfdd(&self, cmd: &str) -> Result<String> {
-        self.vtysh_to("bfdd", &[cmd])
     }
 
     /// Replaces bgpd's config file, for the next [`Frr::start_bgpd`] (the running bgpd
@@ -300,6 +279,27 @@ impl Frr {
         self.run.read("bgpd.log")
     }
 
+    /// Changes bfdd's running config, like [`Frr::configure`] does bgpd's.
+    pub fn configure_bfdd(&self, lines: &[&str]) -> Result<()> {
+        let mut cmds = vec!["configure terminal"];
+        cmds.extend_from_slice(lines);
+        self.vtysh_to("bfdd", &cmds)
+            .with_context(|| format!("configuring FRR bfdd with {lines:?}"))
+            .map(drop)
+    }
+
+    /// Runs a vtysh `... json` command against bfdd and parses the answer.
+    pub fn bfdd_json(&self, cmd: &str) -> Result<Value> {
+        let text = self.vtysh_to("bfdd", &[cmd])?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("`{cmd}` did not answer JSON: {}", excerpt(&text)))
+    }
+
+    /// bfdd's log (`debug bfd peer` and `debug bfd network`), so far.
+    pub fn bfdd_log(&self) -> Result<String> {
+        self.run.read("bfdd.log")
+    }
+
     /// zebra's log, so far.
     pub fn zebra_log(&self) -> Result<String> {
         self.run.read("zebra.log")
@@ -366,6 +366,42 @@ impl Frr {
         bgpd.and(bfdd).and(zebra)
     }
 
+    fn start_bfdd(&mut self) -> Result<()> {
+        let conf = format!(
+            "log file {} debugging\nlog timestamp precision 3\ndebug bfd peer\ndebug bfd network\n",
+            self.run.file("bfdd.log")
+        );
+        self.run.write("bfdd.conf", &conf, Some(OWNER))?;
+        let (conf, zserv, pid, ctl, run) = (
+            self.run.file("bfdd.conf"),
+            self.run.file("zserv.api"),
+            self.run.file("bfdd.pid"),
+            self.run.file("bfdd.sock"),
+            self.run.file(""),
+        );
+        let args = [
+            "-f",
+            &conf,
+            "-z",
+            &zserv,
+            "-i",
+            &pid,
+            "--vty_socket",
+            &run,
+            "--bfdctl",
+            &ctl,
+            "-P",
+            "0",
+        ];
+        self.bfdd = Some(Daemon::spawn(
+            &self.netns,
+            BFDD,
+            &args,
+            &self.run.file("bfdd.out"),
+        )?);
+        self.wait_vty("bfdd")
+    }
+
     fn start_zebra(&mut self) -> Result<()> {
         let (conf, zserv, pid, run) = (
             self.run.file("zebra.conf"),
@@ -392,37 +428,6 @@ impl Frr {
             &self.run.file("zebra.out"),
         )?);
         self.wait_vty("zebra")
-    }
-
-    fn start_bfdd(&mut self) -> Result<()> {
-        let (conf, zserv, pid, run, ctl) = (
-            self.run.file("bfdd.conf"),
-            self.run.file("zserv.api"),
-            self.run.file("bfdd.pid"),
-            self.run.file(""),
-            self.run.file("bfdd.sock"),
-        );
-        let args = [
-            "-f",
-            &conf,
-            "-z",
-            &zserv,
-            "-i",
-            &pid,
-            "--vty_socket",
-            &run,
-            "-P",
-            "0",
-            "--bfdctl",
-            &ctl,
-        ];
-        self.bfdd = Some(Daemon::spawn(
-            &self.netns,
-            BFDD,
-            &args,
-            &self.run.file("bfdd.out"),
-        )?);
-        self.wait_vty("bfdd")
     }
 
     /// Waits until `daemon`'s vty answers, failing early with its output if it exits.

@@ -167,7 +167,10 @@ impl Pair {
         let bird = Bird::start(&ns_bird, &bird_config(s, &BIRD_NETS4, &BIRD_NETS6))?;
         let bird_start = t.elapsed();
         let t = Instant::now();
-        let options = FrrOptions { zebra: !s.no_zebra };
+        let options = FrrOptions {
+            zebra: !s.no_zebra,
+            ..FrrOptions::default()
+        };
         let frr = Frr::start_with(&ns_frr, &frr_config(s), options)?;
         let frr_start = t.elapsed();
         println!(

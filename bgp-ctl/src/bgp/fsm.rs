@@ -270,6 +270,24 @@ impl DownInfo {
             }
         }
     }
+
+    /// The families whose routes the helper keeps as stale: when
+    /// [`DownInfo::retain_routes`], those negotiated and listed in the peer's graceful
+    /// restart capability (RFC 4724 4.2; the F bits of the peer's next OPEN then say which
+    /// survive); otherwise none.
+    pub fn retained_families(&self) -> Vec<Family> {
+        let Some(n) = self.negotiated.as_deref().filter(|_| self.retain_routes()) else {
+            return Vec::new();
+        };
+        let Some(gr) = &n.peer_graceful_restart else {
+            return Vec::new();
+        };
+        gr.families
+            .iter()
+            .map(|f| f.family)
+            .filter(|f| n.has_family(*f))
+            .collect()
+    }
 }
 
 /// State of one connection.

@@ -530,7 +530,17 @@ fn gr(notification: bool) -> GracefulRestart {
         restarting: false,
         notification,
         restart_time: 120,
-        families: vec![],
+        families: vec![
+            bgp_wire::GracefulRestartFamily {
+                family: Family::IPV4_UNICAST,
+                forwarding_preserved: true,
+            },
+            // Listed but not negotiated (the peer's OPEN offers IPv4 only): not kept.
+            bgp_wire::GracefulRestartFamily {
+                family: Family::IPV6_UNICAST,
+                forwarding_preserved: true,
+            },
+        ],
     }
 }
 
@@ -580,6 +590,7 @@ fn a_new_connection_from_a_graceful_restart_peer_is_its_restart() {
             .map(|g| g.restart_time),
         Some(120)
     );
+    assert_eq!(d.retained_families(), vec![Family::IPV4_UNICAST]);
     assert_eq!(fsm.state(), State::OpenConfirm);
     let a = fsm.handle(Event::Keepalive { conn: inc });
     assert!(matches!(a.last(), Some(Action::Established(id, _)) if *id == inc));
@@ -627,6 +638,7 @@ fn graceful_restart_retains_routes_per_rfc_4724_and_8538() {
     let (mut fsm, c) = established_gr(false, false);
     let a = fsm.handle(Event::TimerExpired(Timer::Hold(c)));
     assert!(!down(&a).unwrap().retain_routes());
+    assert!(down(&a).unwrap().retained_families().is_empty());
     let (mut fsm, c) = established_gr(false, false);
     let a = fsm.handle(Event::Closed {
         conn: c,
