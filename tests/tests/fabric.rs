@@ -204,9 +204,7 @@ fn routed_via(f: &Fabric, leaf: u8, prefix: &str, next_hops: &[IpAddr]) -> Resul
 #[test]
 fn pods_on_different_nodes_talk_through_xdp_via_a_leaf_and_via_the_spine() -> Result<()> {
     let _turn = serial();
-    let mut o = options()?;
-    o.bfd = false;
-    let f = start(o)?;
+    let f = start(options()?)?;
     check_kernel_fibs(&f)?;
     let (a, b) = (pod(&f, 0)?, pod(&f, 1)?);
 
@@ -239,9 +237,11 @@ fn pods_on_different_nodes_talk_through_xdp_via_a_leaf_and_via_the_spine() -> Re
         "leaves route via the spine {:.2} s after the links went down",
         took.as_secs_f64()
     );
-    // Until their sessions over the dead links end (hold timer, or BFD), the nodes'
-    // programs pass what hashes to a dead uplink to the kernel, which routes it via the
-    // live one; then those next hops leave the ECMP groups and XDP carries it all.
+    // Until BFD ends their sessions over the dead links, the nodes' programs pass what
+    // hashes to a dead uplink to the kernel, which routes it via the live one; then
+    // those next hops leave the ECMP groups and XDP carries it all. (Without BFD the
+    // hold timer would end them, but graceful restart would keep the routes through the
+    // dead leaf, stale, for the restart time: BFD Down keeps none.)
     let t = Instant::now();
     wait_until(TIMEOUT, POLL, || {
         Ok(f.nodes[0].agent.neighbor_state("leaf2")? != "Established"
@@ -415,9 +415,7 @@ impl Drop for WithdrawalWatch {
 #[test]
 fn kill_9_and_restart_of_a_node_daemon_loses_no_packet_and_withdraws_nothing() -> Result<()> {
     let _turn = serial();
-    let mut o = options()?;
-    o.bfd = false;
-    let mut f = start(o)?;
+    let mut f = start(options()?)?;
     let (a, b) = (pod(&f, 0)?, pod(&f, 1)?);
     let node1_pods: Vec<String> = f.nodes[0]
         .pods
@@ -473,7 +471,8 @@ fn kill_9_and_restart_of_a_node_daemon_loses_no_packet_and_withdraws_nothing() -
     let log = f.nodes[0].agent.log();
     let adopted = log
         .lines()
-        .find(|l| l.contains("adopted") && !l.contains("adopted 0 routes"))
+        .filter_map(|l| l.find("adopted ").map(|i| &l[i..]))
+        .find(|l| !l.starts_with("adopted 0 routes"))
         .unwrap_or("(no adoption logged)")
         .to_owned();
     println!(
@@ -492,6 +491,14 @@ fn kill_9_and_restart_of_a_node_daemon_loses_no_packet_and_withdraws_nothing() -
         r_back.max_gap().as_secs_f64() * 1e3,
     );
     println!("  leaves polled {polls} times: node1's pod routes missing {missing} times");
+    // The restarted daemon said so in its OPEN (RFC 4724 Restart State bit).
+    let gr = f
+        .leaf(1)
+        .frr
+        .vtysh_json(&format!("show bgp neighbors {leaf_addr} json"))?;
+    let gr = &gr[leaf_addr.as_str()]["gracefulRestartInfo"];
+    println!("  leaf1's view of node1's graceful restart: {gr}");
+    ensure!(gr["rBit"] == true, "leaf1 saw no Restart State bit: {gr}");
     ensure!(
         r_out.lost() == 0 && r_back.lost() == 0,
         "packets lost across the restart: {r_out:?} {r_back:?}"
@@ -567,6 +574,17 @@ fn a_leaf_failure_is_detected_by_bfd_and_traffic_recovers() -> Result<()> {
         gap.as_secs_f64() * 1e3,
         r.lost(),
         r.sent()
+    );
+    let detail = f.nodes[0].agent.request(&["show", "neighbor", "leaf1"])?;
+    let detail = detail.first().context("show neighbor leaf1")?;
+    let why = detail["summary"]["last_error"].to_string();
+    println!(
+        "node1's neighbor leaf1: BFD {}, last error {why}",
+        detail["bfd"]
+    );
+    ensure!(
+        why.contains("BFD") && detail["bfd"] == "Down",
+        "the session did not end by BFD: {detail}"
     );
     let recovered_by = failed + down + Duration::from_secs(1);
     ensure!(

@@ -119,6 +119,11 @@ pub enum Event {
         /// The configured limit.
         limit: u32,
     },
+    /// BFD declared the path to the peer down (RFC 9384): Cease/BFD Down, sent as a
+    /// Hard Reset when both sides set the N bit (RFC 8538), since the forwarding path is
+    /// gone and neither side should keep the other's routes; then start again after the
+    /// idle hold, counted as a failure.
+    BfdDown,
     /// A connection is up: the outgoing one we asked for, or one the peer opened (its id
     /// from [`Fsm::allocate_conn`]).
     Connected {
@@ -431,6 +436,15 @@ impl Fsm {
                         None => After::Disabled,
                     };
                     self.down(&mut out, None, cease.clone(), cease, after);
+                }
+            }
+            Event::BfdDown => {
+                if self.established().is_some() {
+                    let cease = self.hard_reset(Notification::new(NotificationCode::Cease(
+                        CeaseSubcode::BfdDown,
+                    )));
+                    let idle = self.damping.fail(&self.config.timers);
+                    self.down(&mut out, None, cease.clone(), cease, After::Hold(idle));
                 }
             }
             Event::Connected {

@@ -95,6 +95,7 @@ enum Command {
     Disable(String),
     Reset { communication: String, hard: bool },
     MaxPrefix { family: Family, limit: u32 },
+    BfdDown,
     Deconfigure,
 }
 
@@ -163,6 +164,12 @@ impl SessionHandle {
     /// for the configured restart time.
     pub async fn max_prefix_exceeded(&self, family: Family, limit: u32) -> Result<(), SessionGone> {
         self.command(Command::MaxPrefix { family, limit }).await
+    }
+
+    /// BFD says the path to the peer is down: Cease/BFD Down (RFC 9384), neither side
+    /// keeping the other's routes, and start again after the idle hold.
+    pub async fn bfd_down(&self) -> Result<(), SessionGone> {
+        self.command(Command::BfdDown).await
     }
 
     /// Removes the peer: Cease/Peer De-configured (RFC 9003 gives a communication only
@@ -311,6 +318,10 @@ impl SessionTask {
             Command::MaxPrefix { family, limit } => {
                 warn!(peer = %self.peer, %family, limit, "maximum number of prefixes reached");
                 self.handle(Event::MaxPrefixExceeded { family, limit })
+            }
+            Command::BfdDown => {
+                warn!(peer = %self.peer, "BFD down: closing the session");
+                self.handle(Event::BfdDown)
             }
             Command::Deconfigure => {
                 self.handle(Event::Disable {

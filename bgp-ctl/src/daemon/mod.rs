@@ -19,6 +19,7 @@ use crate::{
         protocol::HealthView,
         server::{self, Handler, ReplySink},
     },
+    bfd::{BfdManager, BfdState},
     bgp::Listener,
     config::{self, schema::AttachMode},
     fib::{self, Dataplane, Fib},
@@ -93,13 +94,18 @@ async fn serve(c: config::Config) -> Result<()> {
     if !c.origination.pod_cidrs.is_empty() {
         speaker.defer_end_of_rib();
     }
+    let (cmd_tx, cmd_rx) = mpsc::channel(256);
+    if c.peer.iter().chain(&c.dynamic_neighbors).any(|n| n.bfd) {
+        let bfd = BfdManager::spawn().context("BFD (is UDP port 3784 taken?)")?;
+        tokio::spawn(forward_bfd(bfd.subscribe(), cmd_tx.clone()));
+        speaker.set_bfd(bfd);
+    }
     // Routes adopted from the pins: we restarted with forwarding state preserved, and
     // say so in the first OPENs (RFC 4724 Restart State bit).
     let restarting = adopted > 0;
     for p in specs::peers(&c, restarting)? {
         speaker.add_peer(p)?;
     }
-    let (cmd_tx, cmd_rx) = mpsc::channel(256);
     for d in specs::dynamic(&c, restarting)? {
         let (range, md5) = (d.range, d.template.session.md5_password.clone());
         let index = speaker.add_dynamic(d);
@@ -203,6 +209,29 @@ async fn originate_pods(
             }
         };
         if cmds.send(cmd).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Hands BFD's reports to the speaker. A peer that took its end administratively down
+/// does not bring the session down (RFC 5882 section 3.2).
+async fn forward_bfd(
+    mut events: mpsc::UnboundedReceiver<crate::bfd::BfdEvent>,
+    cmds: mpsc::Sender<Command>,
+) {
+    while let Some(ev) = events.recv().await {
+        let up = ev.state == BfdState::Up;
+        if !up && ev.peer_admin_down {
+            info!("BFD: {} went administratively down", ev.peer);
+            continue;
+        }
+        info!(
+            "BFD: session with {} {}",
+            ev.peer,
+            if up { "up" } else { "down" }
+        );
+        if cmds.send(Command::Bfd { peer: ev.peer, up }).await.is_err() {
             return;
         }
     }

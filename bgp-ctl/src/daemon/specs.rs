@@ -123,6 +123,13 @@ fn spec(
             export: n.export.as_ref().map(|p| p.get_ref().clone()),
         },
         enabled: !n.disabled,
+        bfd: n.bfd.then(|| {
+            let b = c.bfd.get_ref();
+            crate::bfd::SessionConfig::symmetric(
+                Duration::from_millis(u64::from(b.interval_ms)),
+                b.multiplier,
+            )
+        }),
     })
 }
 

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::{
     api::{Reply, Request, server::ReplySink},
+    bfd::BfdHandle,
     bgp::{self, LocalInfo, Session, SessionEvent, listener::Accepted},
     policy::{PolicyContext, RoutingPolicy},
     programmer::{LocalTarget, Work},
@@ -56,6 +57,14 @@ pub enum Command {
     },
     /// A connection accepted from a dynamic-neighbor range (index into the ranges).
     DynamicAccepted(usize, Accepted),
+    /// BFD reported the session with `peer` Up or Down (Down after Up, and not because
+    /// the peer took it administratively down).
+    Bfd {
+        /// The peer's address.
+        peer: IpAddr,
+        /// Up (true) or Down.
+        up: bool,
+    },
     /// Every local prefix known at start has been originated (the pod-route watcher's
     /// first dump is done): End-of-RIB may go out (see [`Speaker::defer_end_of_rib`]).
     LocalSynced,
@@ -91,6 +100,8 @@ pub struct Speaker {
     hold_end_of_rib: bool,
     /// Peers Established meanwhile, owed their End-of-RIB.
     end_of_rib_owed: Vec<IpAddr>,
+    /// BFD, for peers that run it.
+    bfd: Option<BfdHandle>,
 }
 
 impl Speaker {
@@ -115,7 +126,14 @@ impl Speaker {
             statics: Vec::new(),
             hold_end_of_rib: false,
             end_of_rib_owed: Vec::new(),
+            bfd: None,
         }
+    }
+
+    /// The BFD manager that runs the sessions of peers with [`PeerSpec::bfd`]; its
+    /// events come back as [`Command::Bfd`].
+    pub fn set_bfd(&mut self, bfd: BfdHandle) {
+        self.bfd = Some(bfd);
     }
 
     /// Holds End-of-RIB back until [`Command::LocalSynced`]: after a restart, a peer
@@ -194,6 +212,13 @@ impl Speaker {
                 }
                 p.established(negotiated.clone(), sender, session.clone());
                 let id = p.id;
+                // BFD starts with the session: its local address is known now.
+                if let (Some(config), Some(bfd)) = (p.spec.bfd, &self.bfd) {
+                    let name = p.spec.name.clone();
+                    if let Err(e) = bfd.add_session(peer, local, config).await {
+                        warn!("peer {name}: BFD session: {e}");
+                    }
+                }
                 if let Err(e) = self.rib.peer_up(id, session) {
                     warn!("peer {peer}: {e}");
                     return;
@@ -476,6 +501,22 @@ impl Speaker {
             Command::Originate { prefix, target } => self.originate(prefix, target).await,
             Command::WithdrawLocal { prefix } => self.withdraw_local(prefix).await,
             Command::DynamicAccepted(range, acc) => self.on_dynamic(range, acc).await,
+            Command::Bfd { peer, up } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                if p.spec.bfd.is_none() {
+                    return;
+                }
+                p.bfd_up = Some(up);
+                if !up && p.sender.is_some() {
+                    warn!(
+                        "peer {}: BFD down: closing the session (RFC 9384)",
+                        p.spec.name
+                    );
+                    let _ = p.handle.bfd_down().await;
+                }
+            }
             Command::LocalSynced => {
                 self.hold_end_of_rib = false;
                 for addr in std::mem::take(&mut self.end_of_rib_owed) {

@@ -660,6 +660,30 @@ fn graceful_restart_retains_routes_per_rfc_4724_and_8538() {
 }
 
 #[test]
+fn bfd_down_closes_with_cease_bfd_down_and_keeps_no_routes() {
+    // Without the N bit: Cease/BFD Down (RFC 9384); the peer's routes go.
+    let (mut fsm, c) = established_gr(false, false);
+    let a = fsm.handle(Event::BfdDown);
+    assert_eq!(closed_with(&a, c), Some(Some(cease(CeaseSubcode::BfdDown))));
+    let d = down(&a).expect("down");
+    assert!(!d.retain_routes(), "{d:?}");
+    assert!(started(&a, Timer::IdleHold).is_some());
+    assert_eq!(fsm.state(), State::Idle);
+    // With both N bits: as a Hard Reset carrying BFD Down, so neither side keeps routes.
+    let (mut fsm, c) = established_gr(true, true);
+    let a = fsm.handle(Event::BfdDown);
+    assert_eq!(
+        closed_with(&a, c),
+        Some(Some(cease(CeaseSubcode::HardReset)))
+    );
+    assert!(!down(&a).expect("down").retain_routes());
+    // Not Established: nothing to tear down.
+    let mut fsm = fsm_with(config());
+    fsm.handle(Event::Enable);
+    assert!(fsm.handle(Event::BfdDown).is_empty());
+}
+
+#[test]
 fn admin_shutdown_with_n_bit_is_sent_as_a_hard_reset() {
     let (mut fsm, c) = established_gr(true, true);
     let cease_msg =
