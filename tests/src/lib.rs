@@ -22,6 +22,7 @@ pub mod flow;
 pub mod frames;
 pub mod frr;
 pub mod peer;
+pub mod scenarios;
 
 /// Prefix of every namespace and pin directory the lab creates.
 pub const PREFIX: &str = "bgpt";

@@ -19,12 +19,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use lab::{
     fabric::{self, Fabric, FabricOptions, Pod},
-    flow::Flows,
     peer::Family,
-    wait_until,
+    scenarios, wait_until,
 };
 
 /// One fabric at a time.
@@ -264,266 +263,69 @@ fn a_new_pod_is_reachable_and_a_deleted_one_withdrawn_everywhere() -> Result<()>
     o.bfd = false;
     o.pods_per_node = 1;
     let mut f = start(o)?;
-    let watcher = pod(&f, 1)?.ns.name().to_owned();
-    let watcher_node = 1;
-
-    // CNI ADD on node1, then a pod on node2 pings it until it answers.
-    let t0 = Instant::now();
-    let new = f.add_pod(0)?;
-    let (v4, v6, name) = (new.ipv4, new.ipv6, new.name.clone());
-    let created = t0.elapsed();
-    let w = f.nodes[watcher_node].pods.first().context("watcher pod")?;
-    assert_eq!(w.ns.name(), watcher);
-    wait_until(TIMEOUT, Duration::ZERO, || {
-        w.reaches(IpAddr::V4(v4), Duration::from_millis(50))
-    })
-    .context("the new pod never answered")?;
-    let reachable = t0.elapsed();
-    let prefix4 = format!("{v4}/32");
-    let prefix6 = v6.map(|a| format!("{a}/128"));
-    wait_until(TIMEOUT, POLL, || {
-        present_everywhere(&f, &prefix4, &prefix6, true)
-    })
-    .context("the new pod's routes never reached every table")?;
-    let everywhere = t0.elapsed();
+    // CNI ADD on node1, watched from node2's pod; then CNI DEL.
+    let c = scenarios::pod_churn(&mut f, 0, 1)?;
     println!(
-        "pod {name} ({v4}) created in {:.0} ms; reachable from node2 {:.0} ms after the start of its creation; in every RIB after {:.0} ms",
-        created.as_secs_f64() * 1e3,
-        reachable.as_secs_f64() * 1e3,
-        everywhere.as_secs_f64() * 1e3
+        "pod {} ({}) created in {:.0} ms; answered node2's ping {:.0} ms after its creation began; \
+         in every table after {:.0} ms; deleted: gone from every table after {:.0} ms",
+        c.name,
+        c.ipv4,
+        ms(c.created),
+        ms(c.reachable),
+        ms(c.everywhere),
+        ms(c.withdrawn)
     );
-    if let Some(a6) = v6 {
-        w.ping(IpAddr::V6(a6), 2)?;
-    }
-
-    // CNI DEL: the host veth goes; the routes go everywhere.
-    let t0 = Instant::now();
-    f.remove_pod(v4)?;
-    wait_until(TIMEOUT, POLL, || {
-        present_everywhere(&f, &prefix4, &prefix6, false)
-    })
-    .context("the deleted pod's routes stayed")?;
-    let gone = t0.elapsed();
-    println!(
-        "pod {name} deleted: withdrawn from both leaves, the spine and every node after {:.0} ms",
-        gone.as_secs_f64() * 1e3
-    );
-    let w = f.nodes[watcher_node].pods.first().context("watcher pod")?;
-    ensure!(
-        !w.reaches(IpAddr::V4(v4), Duration::from_millis(200))?,
-        "the deleted pod still answers"
-    );
+    ensure!(c.unreachable_after, "the deleted pod still answers");
     Ok(())
 }
 
-/// Whether the prefixes are (`want` true) in, or (false) absent from, every router's
-/// table and every node's RIB.
-fn present_everywhere(f: &Fabric, p4: &str, p6: &Option<String>, want: bool) -> Result<bool> {
-    for r in std::iter::once(&f.spine).chain(&f.leaves) {
-        if r.frr.routes(Family::Ipv4)?.contains_key(p4) != want {
-            return Ok(false);
-        }
-        if let Some(p6) = p6
-            && r.frr.routes(Family::Ipv6)?.contains_key(p6) != want
-        {
-            return Ok(false);
-        }
-    }
-    for n in &f.nodes {
-        let routes = n.agent.routes()?;
-        let has = |p: &str| {
-            routes
-                .iter()
-                .any(|r| r["prefix"] == p && r["paths"].as_array().is_some_and(|a| !a.is_empty()))
-        };
-        if has(p4) != want || p6.as_deref().is_some_and(|p| has(p) != want) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Polls the leaves' tables on a thread and counts the times a node's pod prefix was
-/// missing (a withdrawal the restart should not cause).
-struct WithdrawalWatch {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handle: Option<std::thread::JoinHandle<Result<(u64, u64)>>>,
-}
-
-impl WithdrawalWatch {
-    fn start(f: &Fabric, prefixes: Vec<String>) -> Result<Self> {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let dirs: Vec<std::path::PathBuf> = f
-            .leaves
-            .iter()
-            .map(|l| l.frr.run_dir().to_path_buf())
-            .collect();
-        let s = stop.clone();
-        let handle = std::thread::spawn(move || -> Result<(u64, u64)> {
-            let (mut polls, mut missing) = (0u64, 0u64);
-            while !s.load(Ordering::Relaxed) {
-                for dir in &dirs {
-                    let out = lab::run(
-                        "vtysh",
-                        &[
-                            "--vty_socket",
-                            &dir.to_string_lossy(),
-                            "-d",
-                            "bgpd",
-                            "-c",
-                            "show bgp ipv4 unicast json",
-                        ],
-                    )?;
-                    let json: serde_json::Value = serde_json::from_str(&out)?;
-                    for p in &prefixes {
-                        if json["routes"][p].as_array().is_none_or(|a| a.is_empty()) {
-                            missing += 1;
-                        }
-                    }
-                    polls += 1;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Ok((polls, missing))
-        });
-        Ok(WithdrawalWatch {
-            stop,
-            handle: Some(handle),
-        })
-    }
-
-    /// (polls, prefixes found missing).
-    fn stop(mut self) -> Result<(u64, u64)> {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        match self.handle.take() {
-            Some(h) => h.join().map_err(|_| anyhow::anyhow!("watch panicked"))?,
-            None => bail!("stopped twice"),
-        }
-    }
-}
-
-impl Drop for WithdrawalWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 #[test]
 fn kill_9_and_restart_of_a_node_daemon_loses_no_packet_and_withdraws_nothing() -> Result<()> {
     let _turn = serial();
     let mut f = start(options()?)?;
-    let (a, b) = (pod(&f, 0)?, pod(&f, 1)?);
-    let node1_pods: Vec<String> = f.nodes[0]
-        .pods
-        .iter()
-        .map(|p| format!("{}/32", p.ipv4))
-        .collect();
-    let interval = Duration::from_millis(2);
-    // Through node1 both ways: from its pod (pod veth XDP) and to it (uplink XDP).
-    let out = Flows::start(
-        &a.ns,
-        IpAddr::V4(a.ipv4),
-        &b.ns,
-        IpAddr::V4(b.ipv4),
-        7001,
-        4,
-        interval,
-    )?;
-    let back = Flows::start(
-        &b.ns,
-        IpAddr::V4(b.ipv4),
-        &a.ns,
-        IpAddr::V4(a.ipv4),
-        7002,
-        4,
-        interval,
-    )?;
-    let watch = WithdrawalWatch::start(&f, node1_pods)?;
-    let leaf_addr = fabric::leaf_link_v4(1, 1).1.to_string();
-    let drops_before = frr_drops(&f, &leaf_addr)?;
-    std::thread::sleep(Duration::from_millis(500));
-
-    let node = &mut f.nodes[0];
-    node.agent.kill()?;
-    let killed = Instant::now();
-    // Long enough for the leaves to see the sessions drop and keep the routes stale.
-    wait_until(TIMEOUT, POLL, || {
-        Ok(frr_drops(&f, &leaf_addr)? > drops_before)
-    })
-    .context("leaf1 never saw node1's session drop")?;
-    std::thread::sleep(Duration::from_millis(500));
-    let node = &mut f.nodes[0];
-    node.agent.restart()?;
-    let peers = f.node_peer_names();
-    for p in &peers {
-        f.nodes[0].agent.wait_established(p, TIMEOUT)?;
-    }
-    let reestablished = killed.elapsed();
-    f.wait_converged(TIMEOUT)?;
-    let converged = killed.elapsed();
-    std::thread::sleep(Duration::from_secs(1));
-    let (polls, missing) = watch.stop()?;
-    let (r_out, r_back) = (out.stop()?, back.stop()?);
-    let log = f.nodes[0].agent.log();
-    let adopted = log
-        .lines()
-        .filter_map(|l| l.find("adopted ").map(|i| &l[i..]))
-        .find(|l| !l.starts_with("adopted 0 routes"))
-        .unwrap_or("(no adoption logged)")
-        .to_owned();
+    let r = scenarios::restart(&mut f, 0, 1)?;
     println!(
-        "node1's daemon killed with SIGKILL and restarted: sessions back after {:.2} s, converged after {:.2} s",
-        reestablished.as_secs_f64(),
-        converged.as_secs_f64()
+        "node1's daemon killed with SIGKILL and restarted: sessions back after {:.2} s, converged after {:.2} s; {}",
+        r.sessions_back.as_secs_f64(),
+        r.converged.as_secs_f64(),
+        r.adopted
     );
-    println!("  {adopted}");
     println!(
         "  flows node1 -> node2: {} sent, {} lost, longest gap {:.1} ms; node2 -> node1: {} sent, {} lost, longest gap {:.1} ms",
-        r_out.sent(),
-        r_out.lost(),
-        r_out.max_gap().as_secs_f64() * 1e3,
-        r_back.sent(),
-        r_back.lost(),
-        r_back.max_gap().as_secs_f64() * 1e3,
+        r.outbound.sent(),
+        r.outbound.lost(),
+        ms(r.outbound.max_gap()),
+        r.inbound.sent(),
+        r.inbound.lost(),
+        ms(r.inbound.max_gap()),
     );
-    println!("  leaves polled {polls} times: node1's pod routes missing {missing} times");
-    // The restarted daemon said so in its OPEN (RFC 4724 Restart State bit).
-    let gr = f
-        .leaf(1)
-        .frr
-        .vtysh_json(&format!("show bgp neighbors {leaf_addr} json"))?;
-    let gr = &gr[leaf_addr.as_str()]["gracefulRestartInfo"];
-    println!("  leaf1's view of node1's graceful restart: {gr}");
-    ensure!(gr["rBit"] == true, "leaf1 saw no Restart State bit: {gr}");
-    ensure!(
-        r_out.lost() == 0 && r_back.lost() == 0,
-        "packets lost across the restart: {r_out:?} {r_back:?}"
+    println!(
+        "  leaves read {} times: node1's pod routes missing {} times; leaf1 saw the Restart State bit: {}",
+        r.polls, r.withdrawals, r.restart_bit
     );
     ensure!(
-        missing == 0,
-        "the leaves withdrew node1's pod routes {missing} times"
+        r.lost() == 0,
+        "packets lost across the restart: {:?} {:?}",
+        r.outbound,
+        r.inbound
     );
-    ensure!(polls > 10, "the leaves were hardly watched ({polls} polls)");
+    ensure!(r.withdrawals == 0, "the leaves withdrew node1's pod routes");
     ensure!(
-        !adopted.starts_with('('),
-        "the restarted daemon adopted no routes:\n{log}"
+        r.polls > 10,
+        "the leaves were hardly watched ({} reads)",
+        r.polls
+    );
+    ensure!(r.restart_bit, "leaf1 saw no Restart State bit");
+    ensure!(
+        r.adopted.starts_with("adopted ") && !r.adopted.starts_with("adopted 0 "),
+        "the restarted daemon adopted no routes: {}",
+        r.adopted
     );
     Ok(())
-}
-
-/// How often leaf1 has dropped its session with `node_addr`.
-fn frr_drops(f: &Fabric, node_addr: &str) -> Result<u64> {
-    let json = f
-        .leaf(1)
-        .frr
-        .vtysh_json(&format!("show bgp neighbors {node_addr} json"))?;
-    json[node_addr]["connectionsDropped"]
-        .as_u64()
-        .with_context(|| format!("no connectionsDropped: {json}"))
 }
 
 #[test]
@@ -531,67 +333,28 @@ fn a_leaf_failure_is_detected_by_bfd_and_traffic_recovers() -> Result<()> {
     let _turn = serial();
     let mut o = options()?;
     o.ipv6 = false;
-    o.bfd = true;
     let f = start(o)?;
-    let (a, b) = (pod(&f, 0)?, pod(&f, 1)?);
-    // Eight flows: ECMP spreads them over both leaves.
-    let flows = Flows::start(
-        &a.ns,
-        IpAddr::V4(a.ipv4),
-        &b.ns,
-        IpAddr::V4(b.ipv4),
-        7003,
-        8,
-        Duration::from_millis(1),
-    )?;
-    std::thread::sleep(Duration::from_millis(500));
-    let (rx_before, _) = fabric::link_packets(&f.leaf(1).ns, "node1")?;
-    std::thread::sleep(Duration::from_millis(200));
-    let (rx_after, _) = fabric::link_packets(&f.leaf(1).ns, "node1")?;
-    ensure!(
-        rx_after > rx_before + 50,
-        "no flow crosses leaf1 ({rx_before} -> {rx_after}): nothing to fail over"
-    );
-    // leaf1 dies silently: every packet in, out and through it is dropped (no link
-    // goes down, no TCP reset: only BFD can tell).
-    f.leaf(1).ns.exec(
-        "nft",
-        &["add table inet dead; \
-             add chain inet dead in { type filter hook prerouting priority -300; policy drop; }; \
-             add chain inet dead out { type filter hook output priority -300; policy drop; }"],
-    )?;
-    let failed = Instant::now();
-    let down = wait_until(TIMEOUT, POLL, || {
-        Ok(f.nodes[0].agent.neighbor_state("leaf1")? != "Established")
-    })
-    .context("node1's session with leaf1 stayed up")?;
-    std::thread::sleep(Duration::from_secs(2));
-    let r = flows.stop()?;
-    let gap = r.max_gap();
+    let r = scenarios::leaf_failure(&f, 1, 0, 1)?;
     println!(
-        "leaf1 black-holed: node1's session down after {:.0} ms (BFD), longest gap of 8 flows {:.0} ms, {} of {} packets lost",
-        down.as_secs_f64() * 1e3,
-        gap.as_secs_f64() * 1e3,
-        r.lost(),
-        r.sent()
+        "leaf1 black-holed: node1 saw BFD down after {:.0} ms, its session down after {:.0} ms (last error {}); \
+         longest gap of 8 flows {:.0} ms, {} of {} packets lost",
+        ms(r.bfd_detect),
+        ms(r.session_down),
+        r.last_error,
+        ms(r.flows.max_gap()),
+        r.flows.lost(),
+        r.flows.sent()
     );
-    let detail = f.nodes[0].agent.request(&["show", "neighbor", "leaf1"])?;
-    let detail = detail.first().context("show neighbor leaf1")?;
-    let why = detail["summary"]["last_error"].to_string();
+    ensure!(
+        r.last_error.contains("BFD Down"),
+        "the session did not end by BFD: {}",
+        r.last_error
+    );
+    ensure!(r.recovered, "a flow never recovered: {:?}", r.flows);
+    let took = scenarios::leaf_repair(&f, 1)?;
     println!(
-        "node1's neighbor leaf1: BFD {}, last error {why}",
-        detail["bfd"]
-    );
-    ensure!(
-        why.contains("BFD") && detail["bfd"] == "Down",
-        "the session did not end by BFD: {detail}"
-    );
-    let recovered_by = failed + down + Duration::from_secs(1);
-    ensure!(
-        r.flows
-            .iter()
-            .all(|fl| fl.last_arrival.is_some_and(|t| t > recovered_by)),
-        "a flow never recovered: {r:?}"
+        "leaf1 repaired: converged again, BFD up, after {:.1} s",
+        took.as_secs_f64()
     );
     Ok(())
 }
