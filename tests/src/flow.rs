@@ -40,8 +40,8 @@ pub struct FlowReport {
     pub received: u64,
     /// Sequence numbers sent and never received.
     pub lost: u64,
-    /// Longest time between two consecutive arrivals (from the first arrival to the
-    /// last), or since the start when nothing arrived.
+    /// Longest time without an arrival: between two consecutive ones, from the start to
+    /// the first, or from the last until the sender stopped.
     pub max_gap: Duration,
     /// When the last packet arrived.
     pub last_arrival: Option<Instant>,
@@ -75,8 +75,8 @@ impl Report {
     }
 }
 
-/// Per flow: source port and packets sent.
-type Sent = Vec<(u16, u64)>;
+/// Per flow: source port and packets sent; when the last packet was sent.
+type Sent = (Vec<(u16, u64)>, Instant);
 /// Per flow: arrival times of distinct packets.
 type Arrivals = Vec<Vec<Instant>>;
 
@@ -225,7 +225,10 @@ impl Flows {
                         std::thread::sleep(wait);
                     }
                 }
-                Ok(ports.into_iter().map(|p| (p, seq)).collect())
+                Ok((
+                    ports.into_iter().map(|p| (p, seq)).collect(),
+                    Instant::now(),
+                ))
             })?
         };
         let ports = ports_rx
@@ -252,7 +255,7 @@ impl Flows {
 
     fn finish(&mut self) -> Result<Report> {
         self.stop.store(true, Ordering::Relaxed);
-        let sent = self
+        let (sent, last_sent) = self
             .sender
             .take()
             .ok_or_else(|| anyhow!("already stopped"))?
@@ -275,6 +278,8 @@ impl Flows {
                     max_gap = max_gap.max(t.saturating_duration_since(prev));
                     prev = *t;
                 }
+                // A flow that stopped arriving: its gap runs until the sending stopped.
+                max_gap = max_gap.max(last_sent.saturating_duration_since(prev));
                 FlowReport {
                     port,
                     sent,
@@ -358,6 +363,24 @@ mod tests {
         let r = f.stop()?;
         assert!(r.lost() >= 50, "{r:?}");
         assert!(r.max_gap() >= Duration::from_millis(250), "{r:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_flow_that_never_comes_back_has_a_gap_until_the_end() -> Result<()> {
+        crate::require_root()?;
+        let ns = Netns::new()?;
+        let lo: IpAddr = "127.0.0.1".parse()?;
+        let f = Flows::start(&ns, lo, &ns, lo, 9002, 1, Duration::from_millis(2))?;
+        std::thread::sleep(Duration::from_millis(100));
+        crate::sh(&format!(
+            "ip netns exec {} nft 'add table ip t; add chain ip t o {{ type filter hook output priority 0; }}; add rule ip t o udp dport 9002 drop'",
+            ns.name()
+        ))?;
+        std::thread::sleep(Duration::from_millis(400));
+        let r = f.stop()?;
+        assert!(r.max_gap() >= Duration::from_millis(350), "{r:?}");
+        assert!(r.flows[0].last_arrival.is_some(), "{r:?}");
         Ok(())
     }
 }

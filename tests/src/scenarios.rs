@@ -136,6 +136,9 @@ pub struct Restart {
     pub restart_bit: bool,
     /// What the restarted daemon logged about the dataplane it adopted.
     pub adopted: String,
+    /// Next hops of the node's dataplane still not forwarding (handing packets to the
+    /// kernel) a second after convergence.
+    pub unresolved_after: usize,
 }
 
 impl Restart {
@@ -198,6 +201,14 @@ pub fn restart(f: &mut Fabric, node: usize, peer: usize) -> Result<Restart> {
     f.wait_converged(TIMEOUT)?;
     let converged = killed.elapsed();
     std::thread::sleep(Duration::from_secs(1));
+    let members: Vec<Value> = f.nodes[node]
+        .agent
+        .request(&["show", "fib"])?
+        .iter()
+        .flat_map(|r| r["members"].as_array().cloned().unwrap_or_default())
+        .collect();
+    ensure!(!members.is_empty(), "the restarted node's FIB is empty");
+    let unresolved_after = members.iter().filter(|m| m["kind"] != "forward").count();
     let (polls, withdrawals) = watch.stop()?;
     let (outbound, inbound) = (out.stop()?, back.stop()?);
     let log = f.nodes[node].agent.log();
@@ -220,6 +231,7 @@ pub fn restart(f: &mut Fabric, node: usize, peer: usize) -> Result<Restart> {
         withdrawals,
         restart_bit,
         adopted,
+        unresolved_after,
     })
 }
 

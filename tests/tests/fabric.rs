@@ -321,6 +321,11 @@ fn kill_9_and_restart_of_a_node_daemon_loses_no_packet_and_withdraws_nothing() -
     );
     ensure!(r.restart_bit, "leaf1 saw no Restart State bit");
     ensure!(
+        r.unresolved_after == 0,
+        "{} next hops of the restarted node still hand packets to the kernel",
+        r.unresolved_after
+    );
+    ensure!(
         r.adopted.starts_with("adopted ") && !r.adopted.starts_with("adopted 0 "),
         "the restarted daemon adopted no routes: {}",
         r.adopted

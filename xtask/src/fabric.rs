@@ -32,6 +32,20 @@ pub struct RunOptions {
     pub no_wait: bool,
 }
 
+impl RunOptions {
+    /// What `cargo xtask bench fabric` builds: the defaults of `cargo xtask run`.
+    pub fn default_for_bench() -> Self {
+        RunOptions {
+            nodes: 3,
+            pods: 2,
+            no_ipv6: false,
+            no_bfd: false,
+            xdp_mode: "skb".into(),
+            no_wait: true,
+        }
+    }
+}
+
 /// The `bgp-ctl` binary `cargo xtask build` made.
 pub fn bgp_ctl() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(

@@ -1,5 +1,6 @@
 //! Developer commands for the bgp-ctl workspace: `cargo xtask <command>`.
 
+mod bench_fabric;
 mod cargo;
 mod fabric;
 mod prereq;
@@ -12,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 use prereq::Need;
 
-/// Developer commands: setup, build, run, test.
+/// Developer commands: setup, build, run, test, bench.
 #[derive(Parser)]
 #[command(about)]
 struct Cli {
@@ -41,6 +42,20 @@ enum Cmd {
     /// Set up if needed, then: rustfmt check, clippy -D warnings, unit and integration
     /// tests (root: they create network namespaces).
     Test,
+    /// Set up if needed, build and run a benchmark (root).
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// The end-to-end measurements on the dev fabric: pod creation visible across nodes,
+    /// kill -9 restarts of a node's daemon (packets lost, routes withdrawn), leaf
+    /// failures with BFD (detection, longest gap). Ends with a `RESULT fabric ...` line.
+    /// About 2 minutes.
+    Fabric,
 }
 
 fn main() -> ExitCode {
@@ -71,6 +86,15 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Test => {
             setup_if_missing()?;
             cargo::test()
+        }
+        Cmd::Bench { what } => {
+            setup_if_missing()?;
+            match what {
+                Bench::Fabric => {
+                    cargo::build(false)?;
+                    bench_fabric::run()
+                }
+            }
         }
     }
 }
