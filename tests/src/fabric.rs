@@ -478,7 +478,8 @@ impl Fabric {
     }
 
     /// Waits until every session is Established and every pod's routes are at both
-    /// leaves and in every other node's RIB; returns how long that took.
+    /// leaves and the spine and in every other node's RIB through both leaves; returns
+    /// how long that took.
     pub fn wait_converged(&self, timeout: Duration) -> Result<Duration> {
         let start = Instant::now();
         let peers = self.node_peer_names();
@@ -534,18 +535,30 @@ impl Fabric {
             }
         }
         for (i, n) in self.nodes.iter().enumerate() {
-            let have: Vec<String> = n
+            // Prefix -> number of paths (a remote pod's: one through each leaf).
+            let have: Vec<(String, usize)> = n
                 .agent
                 .routes()?
                 .iter()
-                .filter(|r| r["paths"].as_array().is_some_and(|p| !p.is_empty()))
-                .filter_map(|r| r["prefix"].as_str().map(str::to_owned))
+                .filter_map(|r| {
+                    let paths = r["paths"].as_array().map_or(0, Vec::len);
+                    Some((r["prefix"].as_str()?.to_owned(), paths))
+                })
                 .collect();
             for (node, p4, p6) in &pods {
                 for p in std::iter::once(p4).chain(p6) {
-                    if !have.contains(p) {
-                        let whose = if *node == i { "its own" } else { "remote" };
-                        let _ = write!(out, "{} lacks {whose} {p}; ", n.name);
+                    let paths = have.iter().find(|(h, _)| h == p).map_or(0, |h| h.1);
+                    let (whose, want) = if *node == i {
+                        ("its own", 1)
+                    } else {
+                        ("remote", self.leaves.len())
+                    };
+                    if paths < want {
+                        let _ = write!(
+                            out,
+                            "{} has {paths} of {want} paths to {whose} {p}; ",
+                            n.name
+                        );
                     }
                 }
             }
