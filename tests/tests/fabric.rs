@@ -257,6 +257,18 @@ fn pods_on_different_nodes_talk_through_xdp_via_a_leaf_and_via_the_spine() -> Re
 }
 
 #[test]
+fn pods_on_different_nodes_talk_through_native_xdp() -> Result<()> {
+    let _turn = serial();
+    let mut o = options()?;
+    o.xdp_mode = fabric::XdpMode::Driver;
+    o.bfd = false;
+    let f = start(o)?;
+    check_kernel_fibs(&f)?;
+    let (a, b) = (pod(&f, 0)?, pod(&f, 2)?);
+    talk(&f, a, b, "driver mode: node1 -> node3")
+}
+
+#[test]
 fn a_new_pod_is_reachable_and_a_deleted_one_withdrawn_everywhere() -> Result<()> {
     let _turn = serial();
     let mut o = options()?;
