@@ -13,6 +13,8 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod fib;
+pub mod health;
+pub mod http;
 pub mod netlink;
 pub mod policy;
 pub mod programmer;

@@ -163,6 +163,41 @@ enum ConfigCommand {
     },
 }
 
+/// `bgp-ctl generate ...`: writes the man pages and completions of [`Cli`] for the
+/// package (`cargo xtask dist`). A parser of its own, so that it appears in neither
+/// `--help` nor the pages and completions it writes.
+#[derive(Parser)]
+#[command(name = "bgp-ctl")]
+struct GenerateCli {
+    #[command(subcommand)]
+    generate: Generate,
+}
+
+#[derive(Subcommand)]
+enum Generate {
+    /// Write the man pages or a shell's completions.
+    #[command(subcommand)]
+    Generate(GenerateCommand),
+}
+
+#[derive(Subcommand)]
+enum GenerateCommand {
+    /// Man pages: bgp-ctl.1 and one per subcommand (bgp-ctl-dataplane-attach.1, ...).
+    Man {
+        /// Directory to write them into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The completion script for one shell.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+        /// Directory to write it into (as bgp-ctl, _bgp-ctl, bgp-ctl.fish, ...).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
 #[derive(Subcommand)]
 enum DataplaneCommand {
     /// Load the program (adopting maps already pinned) and attach it to an interface
@@ -209,8 +244,13 @@ enum DataplaneCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let result = if std::env::args_os().nth(1).is_some_and(|a| a == "generate") {
+        let Generate::Generate(what) = GenerateCli::parse().generate;
+        generate(what)
+    } else {
+        run(Cli::parse())
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bgp-ctl: {e:#}");
@@ -334,6 +374,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{c:#?}");
         }
     }
+    Ok(())
+}
+
+/// Writes man pages or completions from the CLI definition itself, so they never drift
+/// from `--help`.
+fn generate(what: GenerateCommand) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use clap::CommandFactory as _;
+    let (out, written) = match what {
+        GenerateCommand::Man { out } => {
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            clap_mangen::generate_to(Cli::command(), &out)
+                .with_context(|| format!("writing man pages into {}", out.display()))?;
+            (out, "man pages")
+        }
+        GenerateCommand::Completions { shell, out } => {
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let path = clap_complete::generate_to(shell, &mut Cli::command(), "bgp-ctl", &out)
+                .with_context(|| format!("writing {shell} completions into {}", out.display()))?;
+            (path, "completions")
+        }
+    };
+    println!("wrote {written} to {}", out.display());
     Ok(())
 }
 

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use bgp_ctl::{
     api::protocol::{
-        Envelope, FibMemberView, FibView, HealthView, MessageCounts, NeighborDetail,
-        NeighborSummary, PathView, Reply, RouteView, StatsView,
+        Envelope, FibMemberView, FibView, HealthView, MapOpsView, MessageCounts, NeighborDetail,
+        NeighborSummary, PathView, Reply, RouteView, StatsView, TableCounts,
     },
     cli::render,
 };
@@ -191,16 +191,31 @@ fn fib_table() {
     golden("fib.txt", &render::fib(&fib()));
 }
 
-#[test]
-fn stats_table_and_health_line() {
-    let s = StatsView {
+fn stats() -> StatsView {
+    StatsView {
         counters: vec![
             ("rx".into(), 1000),
             ("forwarded".into(), 990),
             ("pass_no_route".into(), 10),
         ],
         attached: vec![("eth0".into(), "driver".into())],
-    };
+        tables: TableCounts {
+            routes: 100_002,
+            groups: 3,
+            next_hops: 4,
+        },
+        map_ops: MapOpsView {
+            route_writes: 200_004,
+            group_writes: 8,
+            next_hop_writes: 14,
+            barriers: 1,
+        },
+    }
+}
+
+#[test]
+fn stats_table_and_health_line() {
+    let s = stats();
     let h = HealthView {
         ready: false,
         live: true,
@@ -226,5 +241,7 @@ fn json_lines() {
         out.push_str(&serde_json::to_string(&Envelope::new(Reply::Route(r))).unwrap());
         out.push('\n');
     }
+    out.push_str(&serde_json::to_string(&Envelope::new(Reply::Stats(stats()))).unwrap());
+    out.push('\n');
     golden("json-lines.txt", &out);
 }

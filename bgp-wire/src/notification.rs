@@ -165,6 +165,21 @@ impl Notification {
         Notification::with_data(NotificationCode::Cease(subcode), data)
     }
 
+    /// The NOTIFICATION a Cease/Hard Reset carries in its data (RFC 8538 3: code,
+    /// subcode, data); `None` for any other NOTIFICATION or data shorter than two octets.
+    pub fn hard_reset_inner(&self) -> Option<Notification> {
+        if self.code != NotificationCode::Cease(CeaseSubcode::HardReset) {
+            return None;
+        }
+        match self.data[..] {
+            [code, subcode, ..] => Some(Notification {
+                code: NotificationCode::from((code, subcode)),
+                data: self.data.slice(2..),
+            }),
+            _ => None,
+        }
+    }
+
     /// The RFC 9003 shutdown communication of an Administrative Shutdown or Reset, if the
     /// data holds a well-formed one.
     pub fn shutdown_communication(&self) -> Option<&str> {
@@ -355,9 +370,14 @@ impl std::fmt::Display for NotificationCode {
 }
 
 impl std::fmt::Display for Notification {
+    /// The code, then the shutdown communication, the NOTIFICATION a Hard Reset carries,
+    /// or the size of the data: `Cease/Hard Reset (Cease/Maximum Number of Prefixes
+    /// Reached (7 octets of data))`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.code)?;
-        if let Some(text) = self.shutdown_communication() {
+        if let Some(inner) = self.hard_reset_inner() {
+            write!(f, " ({inner})")?;
+        } else if let Some(text) = self.shutdown_communication() {
             write!(f, " \"{text}\"")?;
         } else if let Some(inner) = self.hard_reset_reason() {
             // RFC 8538 section 5: the data is the NOTIFICATION that caused the reset.
@@ -464,5 +484,46 @@ mod tests {
         assert_eq!(n.shutdown_communication().map(str::len), Some(254));
         let other = Notification::new(NotificationCode::HoldTimerExpired);
         assert_eq!(other.shutdown_communication(), None);
+    }
+
+    #[test]
+    fn hard_reset_shows_the_notification_it_carries() {
+        let hard = |data: &[u8]| {
+            Notification::with_data(
+                NotificationCode::Cease(CeaseSubcode::HardReset),
+                data.to_vec(),
+            )
+        };
+        let n = hard(&[6, 1, 0, 1, 1, 0, 0, 0, 3]);
+        let inner = n.hard_reset_inner().unwrap();
+        assert_eq!(
+            inner.code,
+            NotificationCode::Cease(CeaseSubcode::MaximumPrefixesReached)
+        );
+        assert_eq!(&inner.data[..], &[0, 1, 1, 0, 0, 0, 3]);
+        assert_eq!(
+            n.to_string(),
+            "Cease/Hard Reset (Cease/Maximum Number of Prefixes Reached (7 octets of data))"
+        );
+        let mut shut = vec![6, 2];
+        shut.extend_from_slice(
+            &Notification::cease_with_communication(CeaseSubcode::AdministrativeShutdown, "bye")
+                .data,
+        );
+        assert_eq!(
+            hard(&shut).to_string(),
+            "Cease/Hard Reset (Cease/Administrative Shutdown \"bye\")"
+        );
+        // Too short to carry one: shown as plain data, never a panic.
+        assert_eq!(hard(&[6]).hard_reset_inner(), None);
+        assert_eq!(
+            hard(&[6]).to_string(),
+            "Cease/Hard Reset (1 octets of data)"
+        );
+        assert_eq!(hard(&[]).to_string(), "Cease/Hard Reset");
+        let max = Notification::new(NotificationCode::Cease(
+            CeaseSubcode::MaximumPrefixesReached,
+        ));
+        assert_eq!(max.hard_reset_inner(), None);
     }
 }

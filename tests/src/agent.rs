@@ -20,6 +20,8 @@ pub struct Agent {
     dir: PathBuf,
     socket: PathBuf,
     ns: String,
+    /// Runs the daemon: `nsenter ... WRAPPER... bgp-ctl daemon --config FILE`.
+    wrapper: Vec<String>,
     /// Its pin directory (removed on drop).
     pub pins: PinDir,
 }
@@ -47,12 +49,22 @@ impl Agent {
     /// replaced by this agent's pin directory and control socket. Waits until the
     /// control socket answers.
     pub fn start(ns: &Netns, config: &str) -> Result<Agent> {
-        Self::start_bin(&bgp_ctl_bin()?, ns, config)
+        Self::start_wrapped(ns, config, &[])
+    }
+
+    /// [`Agent::start`], with the daemon run under `wrapper` (e.g. `setpriv ... --`
+    /// or `strace ...`): `nsenter ... WRAPPER... bgp-ctl daemon --config FILE`.
+    pub fn start_wrapped(ns: &Netns, config: &str, wrapper: &[&str]) -> Result<Agent> {
+        Self::launch(&bgp_ctl_bin()?, ns, config, wrapper)
     }
 
     /// [`Agent::start`] with the `bgp-ctl` binary at `bin` (for callers that are not
     /// test binaries of this workspace, such as `cargo xtask run`).
     pub fn start_bin(bin: &Path, ns: &Netns, config: &str) -> Result<Agent> {
+        Self::launch(bin, ns, config, &[])
+    }
+
+    fn launch(bin: &Path, ns: &Netns, config: &str, wrapper: &[&str]) -> Result<Agent> {
         let pins = PinDir::new()?;
         let dir = std::env::temp_dir().join(format!("{}.agent", crate::unique_name()));
         std::fs::create_dir_all(&dir)?;
@@ -67,6 +79,7 @@ impl Agent {
             dir,
             socket,
             ns: ns.name().to_string(),
+            wrapper: wrapper.iter().map(|w| (*w).to_owned()).collect(),
             pins,
         };
         agent.spawn()?;
@@ -88,12 +101,13 @@ impl Agent {
             .create(true)
             .append(true)
             .open(self.dir.join("daemon.log"))?;
-        // A stale socket from a killed run would answer nothing: wait for the new one.
+        // A socket left by a killed run answers nothing: wait for the new one.
         let _ = std::fs::remove_file(&self.socket);
         // nsenter keeps the root bpffs mount (ip netns exec would remount /sys). Its own
         // process group: a Ctrl-C meant for the lab process does not reach it.
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net=/run/netns/{}", self.ns))
+            .args(&self.wrapper)
             .arg(&self.bin)
             .args(["daemon", "--config"])
             .arg(self.config_path())
@@ -123,6 +137,32 @@ impl Agent {
         self.dir.join("bgp-ctl.toml")
     }
 
+    /// Replaces the daemon's config file (with `@PINS@` and `@SOCKET@` replaced as in
+    /// [`Agent::start`]); the daemon reads it at its next reload.
+    pub fn write_config(&self, config: &str) -> Result<()> {
+        let text = config
+            .replace("@PINS@", &self.pins.path().display().to_string())
+            .replace("@SOCKET@", &self.socket.display().to_string());
+        std::fs::write(self.dir.join("bgp-ctl.toml"), text)?;
+        Ok(())
+    }
+
+    /// Sends SIGHUP (reload the config file).
+    pub fn sighup(&self) -> Result<()> {
+        let pid = self.pid().context("the daemon is not running")?;
+        let pid = i32::try_from(pid)?;
+        // SAFETY: kill has no memory preconditions; the pid is our child.
+        if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+            bail!("kill -HUP {pid}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The `bgp-ctl` binary the daemon runs.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
@@ -131,11 +171,6 @@ impl Agent {
     /// Its control socket.
     pub fn socket(&self) -> &Path {
         &self.socket
-    }
-
-    /// The `bgp-ctl` binary it runs.
-    pub fn bin(&self) -> &Path {
-        &self.bin
     }
 
     /// Its process id.

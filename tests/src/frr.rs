@@ -82,6 +82,9 @@ impl Default for FrrOptions {
 /// A NOTIFICATION that bgpd logged as received from or sent to a neighbor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
+    /// It came as a Cease/Hard Reset (RFC 8538, between speakers with the graceful
+    /// restart N-bit); `code` and `subcode` are then those of the NOTIFICATION it carries.
+    pub hard_reset: bool,
     /// Error code (RFC 4271 section 4.5).
     pub code: u8,
     /// Error subcode.
@@ -592,12 +595,20 @@ fn path_next_hop(path: &Value) -> Result<Option<IpAddr>> {
 
 /// NOTIFICATIONs in bgpd's log. FRR 8.4 logs them (bgp_notify_print) as
 /// `%NOTIFICATION: received from neighbor <host> <code>/<subcode> (<names>) <detail>`,
-/// `sent to` for the other direction.
+/// `sent to` for the other direction; a Hard Reset (RFC 8538) as
+/// `%NOTIFICATION(Hard Reset): ...` with the code and subcode it carries.
 fn parse_notifications(log: &str, direction: &str, addr: &str) -> Vec<Notification> {
-    let marker = format!("%NOTIFICATION: {direction} neighbor ");
+    const MARKER: &str = "%NOTIFICATION";
+    const HARD_RESET: &str = "(Hard Reset)";
+    let dir = format!(": {direction} neighbor ");
     log.lines()
         .filter_map(|line| {
-            let rest = &line[line.find(&marker)? + marker.len()..];
+            let rest = &line[line.find(MARKER)? + MARKER.len()..];
+            let (hard_reset, rest) = match rest.strip_prefix(HARD_RESET) {
+                Some(r) => (true, r),
+                None => (false, rest),
+            };
+            let rest = rest.strip_prefix(dir.as_str())?;
             let (host, rest) = rest.split_once(' ')?;
             if !same_host(host, addr) {
                 return None;
@@ -607,6 +618,7 @@ fn parse_notifications(log: &str, direction: &str, addr: &str) -> Vec<Notificati
             let rest = rest.strip_prefix('(')?;
             let (description, detail) = rest.split_once(')')?;
             Some(Notification {
+                hard_reset,
                 code: code.parse().ok()?,
                 subcode: subcode.parse().ok()?,
                 description: description.to_owned(),
@@ -647,16 +659,27 @@ mod tests {
 2026/11/21 11:23:20.123 BGP: [HZN6M-XRM1G] %NOTIFICATION: received from neighbor 10.0.0.2 6/2 (Cease/Administrative Shutdown) \"bye\"
 2026/11/21 11:23:21.000 BGP: [HZN6M-XRM1G] %NOTIFICATION: sent to neighbor 10.0.0.2 2/2 (OPEN Message Error/Bad Peer AS) 2 bytes fd e9
 2026/11/21 11:23:22.000 BGP: [HZN6M-XRM1G] %NOTIFICATION: received from neighbor fd00::2 4/0 (Hold Timer Expired) 0 bytes 
-2026/11/21 11:23:23.000 BGP: [HZN6M-XRM1G] %NOTIFICATION: received from neighbor 10.0.0.22 6/4 (Cease/Administrative Reset) 0 bytes ";
+2026/11/21 11:23:23.000 BGP: [HZN6M-XRM1G] %NOTIFICATION: received from neighbor 10.0.0.22 6/4 (Cease/Administrative Reset) 0 bytes 
+2026/11/21 11:23:24.000 BGP: [HZN6M-XRM1G] %NOTIFICATION(Hard Reset): received from neighbor 10.0.0.2 6/1 (Cease/Maximum Number of Prefixes Reached) 7 bytes 00 01 01 00 00 00 03";
         let got = parse_notifications(log, "received from", "10.0.0.2");
         assert_eq!(
             got,
-            vec![Notification {
-                code: 6,
-                subcode: 2,
-                description: "Cease/Administrative Shutdown".into(),
-                detail: "\"bye\"".into(),
-            }]
+            vec![
+                Notification {
+                    hard_reset: false,
+                    code: 6,
+                    subcode: 2,
+                    description: "Cease/Administrative Shutdown".into(),
+                    detail: "\"bye\"".into(),
+                },
+                Notification {
+                    hard_reset: true,
+                    code: 6,
+                    subcode: 1,
+                    description: "Cease/Maximum Number of Prefixes Reached".into(),
+                    detail: "7 bytes 00 01 01 00 00 00 03".into(),
+                }
+            ]
         );
         let sent = parse_notifications(log, "sent to", "10.0.0.2");
         assert_eq!((sent[0].code, sent[0].subcode), (2, 2));

@@ -17,12 +17,15 @@ use anyhow::{Context, Result, anyhow, bail};
 
 pub mod agent;
 pub mod bird;
+pub mod dist;
 pub mod fabric;
+pub mod feeder;
 pub mod flow;
 pub mod frames;
 pub mod frr;
 pub mod peer;
 pub mod scenarios;
+pub mod scripted_peer;
 
 /// Prefix of every namespace and pin directory the lab creates.
 pub const PREFIX: &str = "bgpt";

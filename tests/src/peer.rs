@@ -60,31 +60,41 @@ pub fn canonical_prefix(text: &str) -> Result<String> {
 
 /// Resident memory of process `pid` in bytes (`VmRSS` of `/proc/<pid>/status`).
 pub fn rss_bytes(pid: u32) -> Result<u64> {
+    status_bytes(pid, "VmRSS")
+}
+
+/// Peak resident memory of process `pid` since it started, in bytes (`VmHWM`, the
+/// high-water mark of `VmRSS`).
+pub fn peak_rss_bytes(pid: u32) -> Result<u64> {
+    status_bytes(pid, "VmHWM")
+}
+
+/// A `<field>: <n> kB` line of `/proc/<pid>/status`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .ok_or_else(|| anyhow!("no VmRSS in {path} (a zombie or kernel thread?)"))?;
-    let kb: u64 = line
-        .trim_start_matches("VmRSS:")
+        .find(|l| l.split(':').next() == Some(field))
+        .ok_or_else(|| anyhow!("no {field} in {path} (a zombie or kernel thread?)"))?;
+    let kb: u64 = line[field.len() + 1..]
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .with_context(|| format!("bad VmRSS line in {path}: {line:?}"))?;
+        .with_context(|| format!("bad {field} line in {path}: {line:?}"))?;
     Ok(kb * 1024)
 }
 
 /// A directory for one daemon instance's config, sockets, pid and log files, removed
 /// with its contents on drop.
-pub(crate) struct RunDir {
+pub struct RunDir {
     path: PathBuf,
 }
 
 impl RunDir {
     /// Creates `/tmp/bgpt<pid>x<n>.<kind>`, owned by `owner` (user:group) if given.
-    pub(crate) fn new(kind: &str, owner: Option<&str>) -> Result<Self> {
+    pub fn new(kind: &str, owner: Option<&str>) -> Result<Self> {
         let path = PathBuf::from(format!("/tmp/{}.{kind}", unique_name()));
         std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
         let dir = Self { path };
@@ -94,17 +104,18 @@ impl RunDir {
         Ok(dir)
     }
 
-    pub(crate) fn path(&self) -> &Path {
+    /// The directory.
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// `<dir>/<name>` as a string (daemons take paths as arguments).
-    pub(crate) fn file(&self, name: &str) -> String {
+    pub fn file(&self, name: &str) -> String {
         self.path.join(name).to_string_lossy().into_owned()
     }
 
     /// Writes `<dir>/<name>`, owned by `owner` if given.
-    pub(crate) fn write(&self, name: &str, contents: &str, owner: Option<&str>) -> Result<String> {
+    pub fn write(&self, name: &str, contents: &str, owner: Option<&str>) -> Result<String> {
         let file = self.file(name);
         std::fs::write(&file, contents).with_context(|| format!("writing {file}"))?;
         if let Some(owner) = owner {
@@ -114,7 +125,7 @@ impl RunDir {
     }
 
     /// Contents of `<dir>/<name>`, empty if it does not exist (yet).
-    pub(crate) fn read(&self, name: &str) -> Result<String> {
+    pub fn read(&self, name: &str) -> Result<String> {
         let file = self.file(name);
         match std::fs::read(&file) {
             Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
@@ -138,7 +149,7 @@ impl Drop for RunDir {
 
 /// A daemon process running in the foreground inside a namespace, as a child of this
 /// process (so its pid is known and it is reaped). Killed on drop.
-pub(crate) struct Daemon {
+pub struct Daemon {
     name: String,
     child: Child,
     reaped: bool,
@@ -147,7 +158,7 @@ pub(crate) struct Daemon {
 impl Daemon {
     /// Starts `program args...` in `ns`'s network namespace, stdin from /dev/null and
     /// stdout+stderr appended to `output`.
-    pub(crate) fn spawn(netns: &str, program: &str, args: &[&str], output: &str) -> Result<Self> {
+    pub fn spawn(netns: &str, program: &str, args: &[&str], output: &str) -> Result<Self> {
         let netns_path = format!("/run/netns/{netns}");
         let ns_file = File::open(&netns_path).with_context(|| format!("opening {netns_path}"))?;
         let out = File::options()
@@ -190,12 +201,13 @@ impl Daemon {
         })
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Fails with the daemon's output if it has exited.
-    pub(crate) fn check_running(&mut self, output: &str) -> Result<()> {
+    pub fn check_running(&mut self, output: &str) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
             self.reaped = true;
             let text = std::fs::read_to_string(output).unwrap_or_default();
@@ -206,7 +218,7 @@ impl Daemon {
 
     /// SIGKILL (a crash, as far as its peers can tell: the kernel closes its sockets),
     /// reaped, and FRR's crash-log directory of this pid removed.
-    pub(crate) fn kill(&mut self) -> Result<()> {
+    pub fn kill(&mut self) -> Result<()> {
         if !self.reaped {
             if self.child.try_wait()?.is_none() {
                 self.child
@@ -221,7 +233,7 @@ impl Daemon {
     }
 
     /// SIGTERM (a clean shutdown), then SIGKILL if it is still there after `grace`.
-    pub(crate) fn terminate(&mut self, grace: Duration) -> Result<()> {
+    pub fn terminate(&mut self, grace: Duration) -> Result<()> {
         if !self.reaped && self.child.try_wait()?.is_none() {
             // SAFETY: kill on our own child, not reaped yet, so its pid is not reused.
             unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
@@ -335,5 +347,8 @@ mod tests {
     fn own_rss_is_plausible() {
         let rss = rss_bytes(std::process::id()).unwrap();
         assert!(rss > 100 * 1024, "{rss}");
+        let peak = peak_rss_bytes(std::process::id()).unwrap();
+        assert!(peak >= rss, "peak {peak} < current {rss}");
+        assert!(status_bytes(std::process::id(), "VmNoSuchField").is_err());
     }
 }

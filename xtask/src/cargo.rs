@@ -6,7 +6,9 @@ use anyhow::{Context, Result, bail};
 
 /// Builds every userspace binary (and, through bgp-ctl's build script, the eBPF object).
 pub fn build(release: bool) -> Result<()> {
-    let mut args = vec!["build", "--workspace", "--exclude", "xdp-fwd", "--bins"];
+    let mut args = vec!["build", "--workspace"];
+    args.extend(EXCLUDE_EBPF);
+    args.push("--bins");
     if release {
         args.push("--release");
     }
@@ -18,32 +20,13 @@ pub fn test() -> Result<()> {
     step("rustfmt", &["fmt", "--all", "--check"])?;
     step(
         "clippy",
-        &[
-            "clippy",
-            "--workspace",
-            "--exclude",
-            "xdp-fwd",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
+        &with_workspace(&["clippy"], &["--all-targets", "--", "-D", "warnings"]),
     )?;
     // Integration tests run the bgp-ctl binary itself (e.g. to SIGKILL and restart it).
-    step(
-        "binaries",
-        &["build", "--workspace", "--exclude", "xdp-fwd", "--bins"],
-    )?;
-    step(
-        "tests",
-        &[
-            "test",
-            "--workspace",
-            "--exclude",
-            "xdp-fwd",
-            "--no-fail-fast",
-        ],
-    )?;
+    step("binaries", &with_workspace(&["build"], &["--bins"]))?;
+    // The packaging tests (tests/tests/dist.rs) inspect and install the .deb.
+    crate::dist::dist()?;
+    step("tests", &with_workspace(&["test"], &["--no-fail-fast"]))?;
     fuzz(FUZZ_SECONDS)?;
     println!("xtask test: rustfmt, clippy, every test and {FUZZ_SECONDS} s of fuzzing passed");
     Ok(())
@@ -93,6 +76,26 @@ pub fn fuzz(seconds: u32) -> Result<()> {
         bail!("fuzzing bgp-wire failed (a crash input is in {fuzz_dir}/artifacts/decode)");
     }
     Ok(())
+}
+
+/// Builds in release mode and runs the benchmark `name` of the bench package.
+pub fn bench(name: &str) -> Result<()> {
+    step(
+        &format!("bench {name}"),
+        &["bench", "--package", "bgp-ctl-bench", "--bench", name],
+    )
+}
+
+/// The eBPF crates only build for the BPF target (their users' build scripts build them).
+const EXCLUDE_EBPF: [&str; 4] = ["--exclude", "xdp-fwd", "--exclude", "xdp-pktgen"];
+
+/// `cargo <head> --workspace <exclusions> <tail>`.
+fn with_workspace<'a>(head: &[&'a str], tail: &[&'a str]) -> Vec<&'a str> {
+    let mut args = head.to_vec();
+    args.push("--workspace");
+    args.extend(EXCLUDE_EBPF);
+    args.extend_from_slice(tail);
+    args
 }
 
 fn step(name: &str, args: &[&str]) -> Result<()> {

@@ -1,7 +1,9 @@
 //! Developer commands for the bgp-ctl workspace: `cargo xtask <command>`.
 
+mod bench_control_plane;
 mod bench_fabric;
 mod cargo;
+mod dist;
 mod fabric;
 mod prereq;
 mod setup;
@@ -42,19 +44,32 @@ enum Cmd {
     /// Set up if needed, then: rustfmt check, clippy -D warnings, unit and integration
     /// tests (root: they create network namespaces).
     Test,
-    /// Set up if needed, build and run a benchmark (root).
+    /// Set up if needed, build and run a benchmark (root; release builds, except the
+    /// fabric's, which runs the debug build `run` uses).
     Bench {
         #[command(subcommand)]
         what: Bench,
     },
+    /// Build the Debian package (release binary, systemd unit, example config, man
+    /// pages, bash/zsh/fish completions) into target/dist/.
+    Dist,
 }
 
 #[derive(Subcommand)]
 enum Bench {
+    /// N IPv4 /32 routes from one feeder into ours, BIRD 2 and FRR: receive time,
+    /// routes/s, peak RSS, bytes per route, withdrawal time. Ends with `RESULT
+    /// control-plane ...` lines. About 5 minutes.
+    ControlPlane(bench_control_plane::ControlPlane),
+    /// Packets per second through gen -> router -> sink for kernel forwarding, the
+    /// kernel's xdp_fwd sample and xdp-fwd (skb, driver; also with 1M routes), the
+    /// generator's ceiling, and the program's cost per packet at 10 to 1M routes.
+    /// Ends with a `RESULT dataplane ...` line. About 5 minutes.
+    Dataplane,
     /// The end-to-end measurements on the dev fabric: pod creation visible across nodes,
     /// kill -9 restarts of a node's daemon (packets lost, routes withdrawn), leaf
     /// failures with BFD (detection, longest gap). Ends with a `RESULT fabric ...` line.
-    /// About 2 minutes.
+    /// About 1 minute.
     Fabric,
 }
 
@@ -79,29 +94,33 @@ fn run(cli: Cli) -> Result<()> {
             cargo::build(release)
         }
         Cmd::Run(opts) => {
-            setup_if_missing()?;
+            setup_if_missing(Need::Everything)?;
             cargo::build(false)?;
             fabric::run(&opts)
         }
         Cmd::Test => {
-            setup_if_missing()?;
+            setup_if_missing(Need::Everything)?;
             cargo::test()
         }
         Cmd::Bench { what } => {
-            setup_if_missing()?;
+            setup_if_missing(Need::Bench)?;
             match what {
+                Bench::ControlPlane(opts) => bench_control_plane::run(&opts),
+                Bench::Dataplane => cargo::bench("dataplane"),
                 Bench::Fabric => {
                     cargo::build(false)?;
                     bench_fabric::run()
                 }
             }
         }
+        Cmd::Dist => dist::dist().map(drop),
     }
 }
 
-/// `run` and `test` are the README's commands: on a fresh machine they set up first.
-fn setup_if_missing() -> Result<()> {
-    let missing = prereq::missing(Need::Everything);
+/// `run`, `test` and `bench` are the README's commands: on a fresh machine they set up
+/// first (setup installs everything, the benchmarks' baselines too).
+fn setup_if_missing(need: Need) -> Result<()> {
+    let missing = prereq::missing(need);
     if !missing.is_empty() {
         let what: Vec<String> = missing.iter().map(ToString::to_string).collect();
         println!(

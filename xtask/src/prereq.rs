@@ -35,11 +35,24 @@ const RUN_PACKAGES: &[&str] = &[
     "tcpdump",
     "frr",
     "bird2",
+    // The packaging tests: `systemd-analyze verify` (which runs `man` for the unit's
+    // Documentation=), a venv for kubernetes-validate, the unit's sandbox checked with
+    // setpriv (util-linux) and strace.
+    "systemd",
+    "man-db",
+    "python3-venv",
+    "strace",
 ];
+
+/// Debian packages the benchmarks need besides those: the kernel's `xdp_fwd` sample,
+/// built from Debian's kernel source with clang against libbpf.
+const BENCH_PACKAGES: &[&str] = &["linux-source-6.1", "clang", "libbpf-dev"];
 
 /// bpf-linker, built against Debian's LLVM 22 (the LLVM of Debian's rustc).
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
+/// cargo-deb, which `cargo xtask dist` packages with (3.8.0 builds with Rust 1.85+).
+pub const CARGO_DEB_VERSION: &str = "3.8.0";
 /// cargo-fuzz, which runs the wire codec's fuzz target (bgp-wire/fuzz).
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
@@ -54,6 +67,10 @@ pub enum Missing {
     BpfLinker,
     /// No bpffs at /sys/fs/bpf.
     Bpffs,
+    /// cargo-deb not installed (`cargo xtask dist`).
+    CargoDeb,
+    /// kubernetes-validate not in the tools venv (the DaemonSet test).
+    KubernetesValidate,
     /// System services of BGP daemons that would hold port 179 in the root namespace
     /// (apt enables them; the tests run their own instances in namespaces).
     PeerServices(Vec<String>),
@@ -68,6 +85,10 @@ impl std::fmt::Display for Missing {
             Self::Toolchain(t) => write!(f, "rust toolchain `{t}` with its library source"),
             Self::BpfLinker => write!(f, "bpf-linker"),
             Self::Bpffs => write!(f, "bpffs mounted at /sys/fs/bpf"),
+            Self::CargoDeb => write!(f, "cargo-deb"),
+            Self::KubernetesValidate => {
+                write!(f, "kubernetes-validate in {}", lab::dist::TOOLS_VENV)
+            }
             Self::PeerServices(s) => write!(f, "stopped and disabled services {}", s.join(" ")),
             Self::CargoFuzz => write!(f, "cargo-fuzz"),
         }
@@ -79,16 +100,23 @@ impl std::fmt::Display for Missing {
 pub enum Need {
     /// Compile everything.
     Build,
+    /// Compile and package (`cargo xtask dist`): also cargo-deb.
+    Dist,
     /// Compile, run and test: also the peers, tools and bpffs.
     Everything,
+    /// All of that and the benchmarks' baselines; what `cargo xtask setup` installs.
+    Bench,
 }
 
 /// Everything missing for `need`, fastest checks first.
 pub fn missing(need: Need) -> Vec<Missing> {
     let mut out = Vec::new();
     let mut absent = missing_packages(BUILD_PACKAGES);
-    if need == Need::Everything {
+    if need != Need::Build {
         absent.extend(missing_packages(RUN_PACKAGES));
+    }
+    if need == Need::Bench {
+        absent.extend(missing_packages(BENCH_PACKAGES));
     }
     if !absent.is_empty() {
         out.push(Missing::Packages(absent));
@@ -100,10 +128,17 @@ pub fn missing(need: Need) -> Vec<Missing> {
     if !succeeds("bpf-linker", &["--version"]) {
         out.push(Missing::BpfLinker);
     }
-    if need == Need::Everything && !bpffs_mounted() {
+    if need != Need::Build && !bpffs_mounted() {
         out.push(Missing::Bpffs);
     }
-    if need == Need::Everything {
+    if need != Need::Build && !succeeds("cargo", &["deb", "--version"]) {
+        out.push(Missing::CargoDeb);
+    }
+    let full = matches!(need, Need::Everything | Need::Bench);
+    if full && !kubernetes_validate_ready() {
+        out.push(Missing::KubernetesValidate);
+    }
+    if full {
         let on = services_on(
             Path::new("/run/systemd/system").exists(),
             |s| succeeds("systemctl", &["is-active", "--quiet", s]),
@@ -113,7 +148,7 @@ pub fn missing(need: Need) -> Vec<Missing> {
             out.push(Missing::PeerServices(on));
         }
     }
-    if need == Need::Everything && !succeeds("cargo", &["fuzz", "--version"]) {
+    if need != Need::Build && !succeeds("cargo", &["fuzz", "--version"]) {
         out.push(Missing::CargoFuzz);
     }
     out
@@ -182,6 +217,18 @@ pub fn toolchain_ready(tc: &str) -> bool {
     Path::new(&sysroot)
         .join("lib/rustlib/src/rust/library/core/Cargo.toml")
         .exists()
+}
+
+/// The venv's kubernetes-validate runs and is the pinned version.
+fn kubernetes_validate_ready() -> bool {
+    Command::new(lab::dist::kubernetes_validate())
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .contains(lab::dist::KUBERNETES_VALIDATE_VERSION)
+        })
 }
 
 pub fn bpffs_mounted() -> bool {

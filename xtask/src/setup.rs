@@ -5,16 +5,22 @@ use std::{process::Command, time::Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::prereq::{
-    self, BPF_LINKER_VERSION, CARGO_FUZZ_VERSION, DEBIAN_TOOLCHAIN, Missing, Need,
+    self, BPF_LINKER_VERSION, CARGO_DEB_VERSION, CARGO_FUZZ_VERSION, DEBIAN_TOOLCHAIN, Missing,
+    Need,
 };
 
 /// Installs everything missing; prints that all is present when nothing is.
 pub fn setup() -> Result<()> {
+    setup_for(Need::Bench)
+}
+
+/// Installs what `need` lacks.
+pub fn setup_for(need: Need) -> Result<()> {
     let start = Instant::now();
-    let missing = prereq::missing(Need::Everything);
+    let missing = prereq::missing(need);
     if missing.is_empty() {
         println!(
-            "setup: everything is present (packages, toolchain `{}`, bpf-linker, bpffs, cargo-fuzz) [{:.1} s]",
+            "setup: everything is present (packages, toolchain `{}`, bpf-linker, bpffs, cargo-fuzz, cargo-deb, kubernetes-validate) [{:.1} s]",
             prereq::toolchain(),
             start.elapsed().as_secs_f64()
         );
@@ -31,6 +37,15 @@ pub fn setup() -> Result<()> {
             Missing::Toolchain(tc) => install_toolchain(tc)?,
             Missing::BpfLinker => install_bpf_linker()?,
             Missing::Bpffs => run("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"])?,
+            Missing::CargoDeb => run(
+                "cargo",
+                &[
+                    "install",
+                    &format!("cargo-deb@{CARGO_DEB_VERSION}"),
+                    "--locked",
+                ],
+            )?,
+            Missing::KubernetesValidate => install_kubernetes_validate()?,
             Missing::PeerServices(s) => {
                 let mut args = vec!["disable", "--now"];
                 args.extend(s.iter().map(String::as_str));
@@ -48,7 +63,7 @@ pub fn setup() -> Result<()> {
             )?,
         }
     }
-    let still = prereq::missing(Need::Everything);
+    let still = prereq::missing(need);
     if !still.is_empty() {
         bail!("setup finished but {}", prereq::one_line(&still));
     }
@@ -120,6 +135,23 @@ fn install_bpf_linker() -> Result<()> {
         bail!("cargo install bpf-linker failed ({status})");
     }
     Ok(())
+}
+
+/// kubernetes-validate and the Kubernetes schemas it bundles, in a venv of their own.
+fn install_kubernetes_validate() -> Result<()> {
+    let venv = lab::dist::TOOLS_VENV;
+    run("python3", &["-m", "venv", venv])?;
+    run(
+        &format!("{venv}/bin/pip"),
+        &[
+            "install",
+            "--quiet",
+            &format!(
+                "kubernetes-validate=={}",
+                lab::dist::KUBERNETES_VALIDATE_VERSION
+            ),
+        ],
+    )
 }
 
 fn run(program: &str, args: &[&str]) -> Result<()> {

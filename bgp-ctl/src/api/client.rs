@@ -25,7 +25,13 @@ pub fn request(
     })?;
     let mut line = serde_json::to_vec(&Envelope::new(request.clone()))?;
     line.push(b'\n');
-    stream.write_all(&line)?;
+    // A daemon that refuses the connection (not root) answers and closes without
+    // reading: the write may fail, but its answer is there to read.
+    if let Err(e) = stream.write_all(&line)
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e).context("sending the request");
+    }
     for line in BufReader::new(stream).lines() {
         let line = line.context("reading the daemon's reply")?;
         let env: Envelope<Reply> =

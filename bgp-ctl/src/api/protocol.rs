@@ -273,6 +273,35 @@ pub struct StatsView {
     pub counters: Vec<(String, u64)>,
     /// Uplinks and the mode the program is attached in.
     pub attached: Vec<(String, String)>,
+    /// Entries in the dataplane's tables.
+    pub tables: TableCounts,
+    /// Map operations the FIB programmer issued since the daemon started: they show
+    /// what an event cost (a peer going down must not write per route).
+    pub map_ops: MapOpsView,
+}
+
+/// Entries in the dataplane's tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCounts {
+    /// Routes (prefixes).
+    pub routes: u64,
+    /// Next-hop groups (shared by every route with the same member set).
+    pub groups: u64,
+    /// Next hops.
+    pub next_hops: u64,
+}
+
+/// Map operations by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapOpsView {
+    /// Route entries written or deleted (LPM tries and host tables).
+    pub route_writes: u64,
+    /// Group slots and group references written.
+    pub group_writes: u64,
+    /// Next-hop slots, references and keys written.
+    pub next_hop_writes: u64,
+    /// RCU grace periods waited for before reusing a slot.
+    pub barriers: u64,
 }
 
 /// What a reload changed.

@@ -543,8 +543,10 @@ impl SessionTask {
                 if let Some(io) = self.conns.remove(&conn) {
                     let bytes = notification.as_ref().map(|n| {
                         info!(peer = %self.peer, %conn, notification = %n, "sending NOTIFICATION");
-                        self.stats
-                            .error(Some(n.code), ErrorDirection::Sent, n.to_string());
+                        if !closes_a_spare_connection(n) {
+                            self.stats
+                                .error(Some(n.code), ErrorDirection::Sent, n.to_string());
+                        }
                         encode_notification(n)
                     });
                     io.close(bytes);
@@ -609,6 +611,18 @@ impl SessionTask {
             debug!(peer = %self.peer, %conn, "write queue full, {:?} not queued", message.kind());
         }
     }
+}
+
+/// A Cease that refuses or drops one connection without touching the session (a
+/// connection while disabled or damped, the loser of a collision): not the session's last
+/// error, which keeps saying why it went down.
+fn closes_a_spare_connection(n: &Notification) -> bool {
+    matches!(
+        n.code,
+        NotificationCode::Cease(
+            CeaseSubcode::ConnectionRejected | CeaseSubcode::ConnectionCollisionResolution
+        )
+    )
 }
 
 /// A NOTIFICATION on the wire; one whose data does not fit goes without it.

@@ -271,7 +271,29 @@ pub fn stats(s: &StatsView) -> String {
             .iter()
             .map(|(n, v)| vec![n.clone(), v.to_string()]),
     );
-    table(&["COUNTER", "PACKETS"], &rows)
+    let mut out = table(&["COUNTER", "PACKETS"], &rows);
+    out.push('\n');
+    let t = &s.tables;
+    out.push_str(&table(
+        &["TABLE", "ENTRIES"],
+        &[
+            vec!["routes".into(), t.routes.to_string()],
+            vec!["groups".into(), t.groups.to_string()],
+            vec!["next hops".into(), t.next_hops.to_string()],
+        ],
+    ));
+    out.push('\n');
+    let m = &s.map_ops;
+    out.push_str(&table(
+        &["MAP OPERATIONS", "SINCE START"],
+        &[
+            vec!["route writes".into(), m.route_writes.to_string()],
+            vec!["group writes".into(), m.group_writes.to_string()],
+            vec!["next-hop writes".into(), m.next_hop_writes.to_string()],
+            vec!["rcu barriers".into(), m.barriers.to_string()],
+        ],
+    ));
+    out
 }
 
 /// `reload`.

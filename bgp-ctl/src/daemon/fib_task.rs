@@ -14,7 +14,7 @@ use xdp_fwd_common::{NH_BLACKHOLE, NH_FORWARD, NH_LOCAL, NH_UNRESOLVED};
 use crate::{
     api::{
         Reply,
-        protocol::{FibMemberView, FibView, StatsView},
+        protocol::{FibMemberView, FibView, MapOpsView, StatsView, TableCounts},
         server::ReplySink,
     },
     fib::{Fib, NextHopKey},
@@ -187,10 +187,24 @@ fn answer(
     let (replies, out) = match q {
         FibQuery::Stats(out) => {
             let r = match p.fib().counters() {
-                Ok(c) => Reply::Stats(StatsView {
-                    counters: c.named().iter().map(|(n, v)| (n.to_string(), *v)).collect(),
-                    attached: attached.to_vec(),
-                }),
+                Ok(c) => {
+                    let (fib, ops) = (p.fib(), p.fib().ops());
+                    Reply::Stats(StatsView {
+                        counters: c.named().iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+                        attached: attached.to_vec(),
+                        tables: TableCounts {
+                            routes: fib.route_count() as u64,
+                            groups: fib.group_count() as u64,
+                            next_hops: fib.next_hop_count() as u64,
+                        },
+                        map_ops: MapOpsView {
+                            route_writes: ops.route_writes,
+                            group_writes: ops.group_writes,
+                            next_hop_writes: ops.next_hop_writes,
+                            barriers: ops.barriers,
+                        },
+                    })
+                }
                 Err(e) => Reply::Error {
                     message: format!("reading counters: {e}"),
                 },

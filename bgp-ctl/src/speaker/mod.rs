@@ -210,7 +210,12 @@ impl Speaker {
                 if let IpAddr::V6(g) = local {
                     session = session.with_ipv6_next_hop(g, None);
                 }
-                p.established(negotiated.clone(), sender, session.clone());
+                let unpreserved = p.established(
+                    negotiated.clone(),
+                    sender,
+                    session.clone(),
+                    self.settings.stale_time,
+                );
                 let id = p.id;
                 // BFD starts with the session: its local address is known now.
                 if let (Some(config), Some(bfd)) = (p.spec.bfd, &self.bfd) {
@@ -222,6 +227,13 @@ impl Speaker {
                 if let Err(e) = self.rib.peer_up(id, session) {
                     warn!("peer {peer}: {e}");
                     return;
+                }
+                for family in unpreserved {
+                    info!(
+                        "peer {peer}: back without forwarding state for {family}: removing its stale routes"
+                    );
+                    let changes = self.rib.sweep_stale(id, family).unwrap_or_default();
+                    self.publish(changes).await;
                 }
                 // The initial table, then End-of-RIB for every family (RFC 4724 4.1),
                 // unless local routes are still being learned (they follow as updates).

@@ -83,21 +83,34 @@ impl Peer {
         }
     }
 
+    /// The session is Established. Back from a restart, the stale families whose
+    /// forwarding state the peer says it kept wait for End-of-RIB, at most `stale_time`
+    /// (the speaker's timer enforces it); the others are returned, for the caller to
+    /// sweep now (RFC 4724 4.2).
     pub fn established(
         &mut self,
         negotiated: Arc<Negotiated>,
         sender: UpdateSender,
         session: PeerSession,
-    ) {
+        stale_time: Duration,
+    ) -> Vec<Family> {
+        let preserved = |f: &Family| {
+            negotiated.peer_graceful_restart.as_ref().is_some_and(|gr| {
+                gr.families
+                    .iter()
+                    .any(|g| g.family == *f && g.forwarding_preserved)
+            })
+        };
+        let (kept, dropped): (Vec<Family>, Vec<Family>) = std::mem::take(&mut self.stale)
+            .into_iter()
+            .partition(preserved);
+        self.stale = kept;
+        self.stale_deadline = (!self.stale.is_empty()).then(|| Instant::now() + stale_time);
         self.negotiated = Some(negotiated);
         self.sender = Some(sender);
         self.session = Some(session);
         self.max_prefix_warned = false;
-        if !self.stale.is_empty() {
-            // Back from a restart: its stale routes wait for End-of-RIB, at most the
-            // stale time (RFC 4724 4.2), which the speaker's timer enforces.
-            self.stale_deadline = Some(Instant::now() + STALE_TIME);
-        }
+        dropped
     }
 
     /// The session went down; `retained` families keep their routes (stale) for up to
@@ -150,6 +163,3 @@ impl Peer {
         }
     }
 }
-
-/// How long stale routes wait for End-of-RIB once the peer is back.
-const STALE_TIME: Duration = Duration::from_secs(360);

@@ -68,7 +68,19 @@ pub(super) fn summary(p: &Peer, rib: &Rib) -> NeighborSummary {
         received,
         accepted,
         advertised,
-        last_error: stats.last_error.map(|e| e.text),
+        last_error: stats.last_error.map(last_error),
+    }
+}
+
+/// The last error as the API documents it: who sent the NOTIFICATION, then what it was
+/// (`sent NOTIFICATION Hold Timer Expired/Unspecific`); a connection failure as is.
+fn last_error(e: bgp::stats::LastError) -> String {
+    match (e.code, e.direction) {
+        (None, _) => e.text,
+        (Some(_), bgp::stats::ErrorDirection::Sent) => format!("sent NOTIFICATION {}", e.text),
+        (Some(_), bgp::stats::ErrorDirection::Received) => {
+            format!("received NOTIFICATION {}", e.text)
+        }
     }
 }
 

@@ -1,0 +1,736 @@
+//! A fast BGP feeder for control-plane benchmarks: one eBGP session that announces N
+//! IPv4 /32 routes, pre-encoded, as fast as the receiver takes them.
+//!
+//! The routes ([`Feed`]) are encoded once, before any session, with the project's codec
+//! (`bgp-wire`'s UPDATE packer: as many /32s per 4096-octet UPDATE as fit, ~800), spread
+//! over a handful of attribute sets, and closed by an End-of-RIB. A [`Feeder`] connects
+//! to the receiver from inside a namespace, exchanges OPENs (4-octet AS, IPv4 unicast
+//! multiprotocol, no graceful restart: when the feeder dies its routes are withdrawn at
+//! once), and as soon as the session is Established writes the whole feed, then only
+//! KEEPALIVEs until it is told to die, which closes the socket.
+//!
+//! The feeder never enforces the receiver's hold time (a busy receiver may be late with
+//! its KEEPALIVEs), but it fails loudly when the receiver sends a NOTIFICATION or closes
+//! the session.
+
+use std::{
+    io::{ErrorKind, Read, Write},
+    net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bgp_wire::{
+    AsPath, Capability, CodecContext, Community, Family, LargeCommunity, Message, Open, Origin,
+    PathAttributes, Update, encode_updates, frame_length,
+};
+use bytes::BytesMut;
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::Netns;
+
+/// Feed bytes written with one `write_all` (whole messages): between two of them the
+/// writer may send a KEEPALIVE.
+const CHUNK: usize = 64 * 1024;
+
+/// What to announce.
+#[derive(Debug, Clone)]
+pub struct FeedSpec {
+    /// Number of /32 routes.
+    pub routes: u32,
+    /// The first /32; the others follow it address by address.
+    pub first: Ipv4Addr,
+    /// The feeder's AS: the first AS of every AS path.
+    pub asn: u32,
+    /// NEXT_HOP of every route (the feeder's address on the link).
+    pub next_hop: Ipv4Addr,
+    /// Number of distinct attribute sets, each for one contiguous block of routes.
+    pub attribute_sets: usize,
+}
+
+/// The pre-encoded UPDATEs of a [`FeedSpec`], End-of-RIB last.
+pub struct Feed {
+    bytes: Vec<u8>,
+    /// End offsets of the chunks written at once, each at a message boundary.
+    chunk_ends: Vec<usize>,
+    routes: u32,
+    updates: usize,
+    last: Ipv4Net,
+}
+
+impl Feed {
+    /// Encodes the routes of `spec` for a 4-octet-AS eBGP session without extended
+    /// messages.
+    pub fn encode(spec: &FeedSpec) -> Result<Feed> {
+        if spec.routes == 0 || spec.attribute_sets == 0 {
+            bail!("a feed needs at least one route and one attribute set");
+        }
+        let first = u32::from(spec.first);
+        let last = first
+            .checked_add(spec.routes - 1)
+            .ok_or_else(|| anyhow!("{} routes from {} overflow IPv4", spec.routes, spec.first))?;
+        let ctx = feed_context();
+        let sets = attribute_sets(spec);
+        let mut out = BytesMut::with_capacity(spec.routes as usize * 5 + 4096);
+        let mut updates = 0;
+        let per_set = spec.routes.div_ceil(sets.len() as u32);
+        let mut next = first;
+        for attrs in &sets {
+            let count = per_set.min(last - next + 1);
+            let prefixes: Vec<IpNet> = (next..next + count)
+                .map(|a| IpNet::V4(Ipv4Net::from(Ipv4Addr::from(a))))
+                .collect();
+            updates += encode_updates(attrs, Family::IPV4_UNICAST, None, &prefixes, &ctx, &mut out)
+                .context("encoding the feed's UPDATEs")?;
+            next += count;
+            if next > last {
+                break;
+            }
+        }
+        Message::Update(Box::new(Update::end_of_rib(Family::IPV4_UNICAST)))
+            .encode(&ctx, &mut out)
+            .context("encoding End-of-RIB")?;
+        let bytes = out.to_vec();
+        let chunk_ends = chunk_ends(&bytes)?;
+        Ok(Feed {
+            bytes,
+            chunk_ends,
+            routes: spec.routes,
+            updates,
+            last: Ipv4Net::from(Ipv4Addr::from(last)),
+        })
+    }
+
+    /// Number of routes announced.
+    pub fn routes(&self) -> u32 {
+        self.routes
+    }
+
+    /// Number of UPDATEs carrying routes (the End-of-RIB not counted).
+    pub fn updates(&self) -> usize {
+        self.updates
+    }
+
+    /// Size on the wire, End-of-RIB included.
+    pub fn len_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The last route announced.
+    pub fn last_prefix(&self) -> Ipv4Net {
+        self.last
+    }
+
+    /// Every message, in order, as one buffer.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.chunk_ends.iter().copied());
+        starts
+            .zip(self.chunk_ends.iter().copied())
+            .map(|(s, e)| &self.bytes[s..e])
+    }
+}
+
+/// The context the feed is encoded for: 4-octet AS, 4096-octet messages, eBGP.
+fn feed_context() -> CodecContext {
+    CodecContext::new(true, false, true)
+}
+
+/// The attribute sets of a feed: ORIGIN, AS paths of 1 to 5 hops starting with the
+/// feeder's AS, MEDs and standard and large communities that differ from set to set.
+pub fn attribute_sets(spec: &FeedSpec) -> Vec<PathAttributes> {
+    (0..spec.attribute_sets)
+        .map(|i| {
+            let k = i as u32;
+            let hops = (i % 5) as u32;
+            let path = std::iter::once(spec.asn).chain((0..hops).map(|h| 64_600 + k * 10 + h));
+            PathAttributes {
+                origin: if i % 3 == 2 {
+                    Origin::Incomplete
+                } else {
+                    Origin::Igp
+                },
+                as_path: AsPath::from_sequence(path),
+                next_hop: Some(spec.next_hop),
+                med: (i % 2 == 1).then_some(k * 10),
+                communities: (0..i % 4)
+                    .map(|c| Community::new(64_512, (k * 100 + c as u32) as u16))
+                    .collect(),
+                large_communities: if i % 4 == 3 {
+                    vec![LargeCommunity {
+                        global: spec.asn,
+                        local1: k,
+                        local2: 1,
+                    }]
+                } else {
+                    Vec::new()
+                },
+                ..PathAttributes::default()
+            }
+        })
+        .collect()
+}
+
+/// Chunk boundaries of a buffer of whole messages (read from their length fields).
+fn chunk_ends(bytes: &[u8]) -> Result<Vec<usize>> {
+    let ctx = feed_context();
+    let mut ends = Vec::new();
+    let (mut at, mut chunk_start) = (0, 0);
+    while at < bytes.len() {
+        let len = frame_length(&bytes[at..], &ctx)
+            .map_err(|e| anyhow!("feed message at {at}: {e}"))?
+            .ok_or_else(|| anyhow!("feed ends inside a header at {at}"))?;
+        if at + len - chunk_start > CHUNK && at > chunk_start {
+            ends.push(at);
+            chunk_start = at;
+        }
+        at += len;
+    }
+    if at != bytes.len() {
+        bail!("feed ends inside a message");
+    }
+    ends.push(at);
+    Ok(ends)
+}
+
+/// The feeder's side of the session.
+#[derive(Debug, Clone)]
+pub struct SessionSpec {
+    /// Our AS (4-octet; AS_TRANS goes in the OPEN when it does not fit 16 bits).
+    pub asn: u32,
+    /// Our BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// The AS the receiver must announce.
+    pub peer_asn: u32,
+    /// Hold time we propose.
+    pub hold_time: u16,
+}
+
+/// State shared by the session's threads and its owner.
+#[derive(Default)]
+struct Shared {
+    /// Set before the owner closes the socket: errors after it are expected.
+    dying: AtomicBool,
+    /// When the last feed byte was handed to the kernel.
+    sent_at: Mutex<Option<Instant>>,
+    /// What went wrong, first problem only.
+    error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn fail(&self, why: String) {
+        if !self.dying.load(Ordering::SeqCst)
+            && let Ok(mut e) = self.error.lock()
+        {
+            e.get_or_insert(why);
+        }
+    }
+}
+
+/// A running feeder session; see the module documentation. Dropping it closes the
+/// session like [`Feeder::die`].
+pub struct Feeder {
+    stream: TcpStream,
+    established_at: Instant,
+    shared: Arc<Shared>,
+    stop: Option<mpsc::Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Feeder {
+    /// Connects from inside `ns` to `peer` (retrying while refused, until `timeout`),
+    /// brings the session up and starts sending `feed`. Returns once Established: the
+    /// instant the receiver's KEEPALIVE arrived is [`Feeder::established_at`], and the
+    /// first UPDATE follows it at once.
+    pub fn start(
+        ns: &Netns,
+        peer: SocketAddr,
+        session: &SessionSpec,
+        feed: Arc<Feed>,
+        timeout: Duration,
+    ) -> Result<Feeder> {
+        let deadline = Instant::now() + timeout;
+        let stream = ns
+            .enter(|| connect(peer, deadline))?
+            .with_context(|| format!("feeder: connecting to {peer} from {}", ns.name()))?;
+        Self::run(stream, session, feed, deadline)
+    }
+
+    /// Brings the session up on a connected `stream` and starts sending `feed`.
+    pub fn run(
+        mut stream: TcpStream,
+        session: &SessionSpec,
+        feed: Arc<Feed>,
+        deadline: Instant,
+    ) -> Result<Feeder> {
+        stream.set_nodelay(true)?;
+        let mut reader = FrameReader::default();
+        let keepalive = handshake(&mut stream, session, deadline, &mut reader)?;
+        let established_at = Instant::now();
+        stream.set_read_timeout(None)?;
+        let shared = Arc::new(Shared::default());
+        let (stop, stopped) = mpsc::channel();
+        let reader = {
+            let stream = stream.try_clone()?;
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("feeder-read".into())
+                .spawn(move || read_until_closed(stream, reader, &shared))?
+        };
+        let writer = {
+            let stream = stream.try_clone()?;
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("feeder-write".into())
+                .spawn(move || {
+                    if let Err(e) = write_feed(stream, &feed, keepalive, &stopped, &shared) {
+                        shared.fail(format!("feeder: sending: {e:#}"));
+                    }
+                })?
+        };
+        Ok(Feeder {
+            stream,
+            established_at,
+            shared,
+            stop: Some(stop),
+            threads: vec![reader, writer],
+        })
+    }
+
+    /// When the session became Established (the receiver's KEEPALIVE was read).
+    pub fn established_at(&self) -> Instant {
+        self.established_at
+    }
+
+    /// When the last byte of the feed was handed to the kernel, once it has been.
+    pub fn sent_at(&self) -> Option<Instant> {
+        self.shared.sent_at.lock().ok().and_then(|s| *s)
+    }
+
+    /// Fails if the receiver sent a NOTIFICATION, closed the session, or sending failed.
+    pub fn check(&self) -> Result<()> {
+        match self.shared.error.lock().ok().and_then(|e| e.clone()) {
+            Some(why) => Err(anyhow!(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes the session (FIN, no NOTIFICATION: as when the feeder's process dies) and
+    /// returns the instant it did; waits for the session's threads to end.
+    pub fn die(mut self) -> Result<Instant> {
+        let at = self.close();
+        self.check()?;
+        Ok(at)
+    }
+
+    fn close(&mut self) -> Instant {
+        self.shared.dying.store(true, Ordering::SeqCst);
+        let _ = self.stream.shutdown(Shutdown::Both);
+        let at = Instant::now();
+        self.stop.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        at
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.close();
+        }
+    }
+}
+
+/// Connects to `peer`, retrying every 100 ms while nobody listens yet.
+fn connect(peer: SocketAddr, deadline: Instant) -> Result<TcpStream> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match TcpStream::connect_timeout(&peer, left.max(Duration::from_millis(1))) {
+            Ok(s) => return Ok(s),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset
+                ) && left > Duration::from_millis(100) =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e).context("connect"),
+        }
+    }
+}
+
+/// OPEN, OPEN, KEEPALIVE, KEEPALIVE; returns the KEEPALIVE interval (a third of the
+/// negotiated hold time, `None` for hold time 0).
+fn handshake(
+    stream: &mut TcpStream,
+    session: &SessionSpec,
+    deadline: Instant,
+    reader: &mut FrameReader,
+) -> Result<Option<Duration>> {
+    let ctx = CodecContext::default();
+    let open = Open::new(
+        session.asn,
+        session.hold_time,
+        session.router_id,
+        vec![
+            Capability::MultiProtocol(Family::IPV4_UNICAST),
+            Capability::RouteRefresh,
+            Capability::FourOctetAs(session.asn),
+        ],
+    );
+    let mut out = BytesMut::new();
+    Message::Open(open).encode(&ctx, &mut out)?;
+    stream.write_all(&out).context("sending OPEN")?;
+    let theirs = match reader.next(stream, &ctx, deadline)? {
+        Message::Open(o) => o,
+        other => bail!("expected the receiver's OPEN, got {}", describe(&other)),
+    };
+    if theirs.asn() != session.peer_asn {
+        bail!(
+            "the receiver announced AS {}, expected {}",
+            theirs.asn(),
+            session.peer_asn
+        );
+    }
+    if !theirs.four_octet_as() {
+        bail!("the receiver did not announce 4-octet AS support (the feed needs it)");
+    }
+    if !theirs.families().contains(&Family::IPV4_UNICAST) {
+        bail!("the receiver did not announce IPv4 unicast");
+    }
+    let mut out = BytesMut::new();
+    Message::Keepalive.encode(&ctx, &mut out)?;
+    stream.write_all(&out).context("sending KEEPALIVE")?;
+    match reader.next(stream, &ctx, deadline)? {
+        Message::Keepalive => {}
+        other => bail!(
+            "expected the receiver's KEEPALIVE, got {}",
+            describe(&other)
+        ),
+    }
+    let hold = session.hold_time.min(theirs.hold_time);
+    Ok((hold > 0).then(|| Duration::from_secs(u64::from(hold / 3).max(1))))
+}
+
+fn describe(m: &Message) -> String {
+    match m {
+        Message::Notification(n) => {
+            let (code, sub) = n.code.code();
+            format!("NOTIFICATION {code}/{sub} ({:?})", n.code)
+        }
+        other => format!("{:?}", other.kind()),
+    }
+}
+
+/// Reads whole messages from a blocking stream.
+#[derive(Default)]
+struct FrameReader {
+    buf: Vec<u8>,
+}
+
+impl FrameReader {
+    /// The next message; fails on EOF, a malformed message, or at `deadline`.
+    fn next(
+        &mut self,
+        stream: &mut TcpStream,
+        ctx: &CodecContext,
+        deadline: Instant,
+    ) -> Result<Message> {
+        loop {
+            if let Some(len) =
+                frame_length(&self.buf, ctx).map_err(|e| anyhow!("from the receiver: {e}"))?
+                && self.buf.len() >= len
+            {
+                let frame: Vec<u8> = self.buf.drain(..len).collect();
+                return Message::decode(&frame, ctx)
+                    .map_err(|e| anyhow!("malformed message from the receiver: {e}"));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("timed out waiting for the receiver's message");
+            }
+            stream.set_read_timeout(Some(left))?;
+            let mut tmp = [0u8; 4096];
+            match stream.read(&mut tmp) {
+                Ok(0) => bail!("the receiver closed the connection"),
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("reading from the receiver"),
+            }
+        }
+    }
+}
+
+/// Reads and drops what the receiver sends; records a NOTIFICATION or a close.
+fn read_until_closed(mut stream: TcpStream, mut reader: FrameReader, shared: &Shared) {
+    let ctx = feed_context();
+    // Far enough to mean "never": the session ends by a close, not a timeout.
+    let forever = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    loop {
+        match reader.next(&mut stream, &ctx, forever) {
+            Ok(m @ Message::Notification(_)) => {
+                shared.fail(format!("feeder: the receiver sent {}", describe(&m)));
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                shared.fail(format!("feeder: {e:#}"));
+                return;
+            }
+        }
+    }
+}
+
+/// Writes the feed, a KEEPALIVE between chunks when one is due, then KEEPALIVEs until
+/// `stop` is dropped.
+fn write_feed(
+    mut stream: TcpStream,
+    feed: &Feed,
+    keepalive: Option<Duration>,
+    stop: &mpsc::Receiver<()>,
+    shared: &Shared,
+) -> Result<()> {
+    let mut ka = BytesMut::new();
+    Message::Keepalive.encode(&CodecContext::default(), &mut ka)?;
+    let mut next_ka = keepalive.map(|k| Instant::now() + k);
+    for chunk in feed.chunks() {
+        stream.write_all(chunk)?;
+        if let (Some(at), Some(k)) = (next_ka, keepalive)
+            && Instant::now() >= at
+        {
+            stream.write_all(&ka)?;
+            next_ka = Some(Instant::now() + k);
+        }
+    }
+    if let Ok(mut s) = shared.sent_at.lock() {
+        *s = Some(Instant::now());
+    }
+    let wait = keepalive.unwrap_or(Duration::from_secs(3600));
+    loop {
+        match stop.recv_timeout(wait) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if keepalive.is_some() {
+                    stream.write_all(&ka)?;
+                }
+            }
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+    }
+}
+
+/// How fast the feeder can write `feed` into a TCP socket whose reader only discards
+/// (loopback, in the caller's namespace): the time from the first write until the sink
+/// has read the last byte.
+pub fn sink_time(feed: &Feed) -> Result<Duration> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding the sink")?;
+    let addr = listener.local_addr()?;
+    let sink = std::thread::spawn(move || -> Result<usize> {
+        let (mut s, _) = listener.accept()?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0;
+        loop {
+            match s.read(&mut buf)? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    });
+    let mut stream = TcpStream::connect(addr).context("connecting to the sink")?;
+    let start = Instant::now();
+    for chunk in feed.chunks() {
+        stream.write_all(chunk)?;
+    }
+    stream.shutdown(Shutdown::Write)?;
+    let got = sink.join().map_err(|_| anyhow!("sink thread panicked"))??;
+    let took = start.elapsed();
+    if got != feed.len_bytes() {
+        bail!("the sink read {got} bytes of {}", feed.len_bytes());
+    }
+    Ok(took)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn spec(routes: u32) -> FeedSpec {
+        FeedSpec {
+            routes,
+            first: Ipv4Addr::new(100, 64, 0, 0),
+            asn: 4_200_000_100,
+            next_hop: Ipv4Addr::new(10, 255, 0, 1),
+            attribute_sets: 5,
+        }
+    }
+
+    /// Every message of a feed, decoded.
+    fn decode_all(bytes: &[u8]) -> Vec<Message> {
+        let ctx = feed_context();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let len = frame_length(&bytes[at..], &ctx).unwrap().unwrap();
+            assert!(len <= 4096);
+            out.push(Message::decode(&bytes[at..at + len], &ctx).unwrap());
+            at += len;
+        }
+        out
+    }
+
+    #[test]
+    fn a_feed_announces_every_route_once_over_all_sets_then_end_of_rib() {
+        let s = spec(10_007);
+        let feed = Feed::encode(&s).unwrap();
+        let messages = decode_all(feed.bytes());
+        assert_eq!(messages.len(), feed.updates() + 1);
+        let Some(Message::Update(eor)) = messages.last() else {
+            panic!("last message is not an UPDATE");
+        };
+        assert_eq!(eor.end_of_rib_family(), Some(Family::IPV4_UNICAST));
+        let sets = attribute_sets(&s);
+        assert_eq!(sets.iter().collect::<HashSet<_>>().len(), 5);
+        let mut seen = HashSet::new();
+        let mut used = HashSet::new();
+        for m in &messages[..messages.len() - 1] {
+            let Message::Update(u) = m else {
+                panic!("not an UPDATE: {m:?}");
+            };
+            let attrs = u.attributes.as_ref().unwrap();
+            used.insert(sets.iter().position(|a| a == attrs).unwrap());
+            for n in &u.nlri {
+                assert_eq!(n.prefix_len(), 32);
+                assert!(seen.insert(*n), "{n} announced twice");
+            }
+        }
+        assert_eq!(used.len(), 5, "every attribute set is used");
+        assert_eq!(seen.len(), 10_007);
+        assert!(seen.contains(&feed.last_prefix()));
+        assert_eq!(feed.last_prefix().to_string(), "100.64.39.22/32");
+        // Packed full: ~800 /32s per message, so few messages.
+        assert!(feed.updates() <= 10_007 / 700 + 5, "{}", feed.updates());
+        let chunked: usize = feed.chunks().map(<[u8]>::len).sum();
+        assert_eq!(chunked, feed.len_bytes());
+        assert!(feed.chunks().all(|c| c.len() <= CHUNK));
+    }
+
+    #[test]
+    fn feeds_that_cannot_exist_are_refused() {
+        assert!(Feed::encode(&spec(0)).is_err());
+        let mut s = spec(10);
+        s.first = Ipv4Addr::new(255, 255, 255, 250);
+        assert!(Feed::encode(&s).is_err());
+    }
+
+    /// A receiver good enough for the test: OPEN, KEEPALIVE, then counts routes.
+    fn fake_receiver(listener: TcpListener, asn: u32) -> (usize, bool) {
+        let (mut s, _) = listener.accept().unwrap();
+        let ctx = CodecContext::default();
+        let mut out = BytesMut::new();
+        Message::Open(Open::new(
+            asn,
+            90,
+            Ipv4Addr::new(10, 255, 0, 2),
+            vec![Capability::MultiProtocol(Family::IPV4_UNICAST)],
+        ))
+        .encode(&ctx, &mut out)
+        .unwrap();
+        Message::Keepalive.encode(&ctx, &mut out).unwrap();
+        s.write_all(&out).unwrap();
+        let mut reader = FrameReader::default();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut routes = 0;
+        let mut eor = false;
+        let full = feed_context();
+        loop {
+            match reader.next(&mut s, &full, deadline) {
+                Ok(Message::Update(u)) => {
+                    eor |= u.end_of_rib_family().is_some();
+                    routes += u.nlri.len();
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    assert!(e.to_string().contains("closed"), "{e:#}");
+                    return (routes, eor);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_session_sends_the_whole_feed_and_dies_by_closing() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let receiver = std::thread::spawn(move || fake_receiver(listener, 65000));
+        let feed = Arc::new(Feed::encode(&spec(50_000)).unwrap());
+        let session = SessionSpec {
+            asn: 4_200_000_100,
+            router_id: Ipv4Addr::new(10, 255, 0, 1),
+            peer_asn: 65000,
+            hold_time: 90,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let feeder = Feeder::run(
+            TcpStream::connect(addr).unwrap(),
+            &session,
+            feed.clone(),
+            deadline,
+        )
+        .unwrap();
+        let sent = crate::wait_until(Duration::from_secs(20), Duration::from_millis(5), || {
+            Ok(feeder.sent_at().is_some())
+        });
+        assert!(sent.is_ok(), "the feed was not sent");
+        assert!(feeder.sent_at().unwrap() >= feeder.established_at());
+        feeder.check().unwrap();
+        feeder.die().unwrap();
+        let (routes, eor) = receiver.join().unwrap();
+        assert_eq!(routes, 50_000);
+        assert!(eor, "no End-of-RIB");
+    }
+
+    #[test]
+    fn a_receiver_of_the_wrong_as_is_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _receiver = std::thread::spawn(move || {
+            let _ = std::panic::catch_unwind(|| fake_receiver(listener, 65001));
+        });
+        let session = SessionSpec {
+            asn: 4_200_000_100,
+            router_id: Ipv4Addr::new(10, 255, 0, 1),
+            peer_asn: 65000,
+            hold_time: 90,
+        };
+        let feed = Arc::new(Feed::encode(&spec(10)).unwrap());
+        let err = Feeder::run(
+            TcpStream::connect(addr).unwrap(),
+            &session,
+            feed,
+            Instant::now() + Duration::from_secs(10),
+        )
+        .err()
+        .expect("a wrong AS must fail");
+        assert!(err.to_string().contains("AS 65001"), "{err:#}");
+    }
+
+    #[test]
+    fn the_sink_reads_everything() {
+        let feed = Feed::encode(&spec(20_000)).unwrap();
+        assert!(sink_time(&feed).unwrap() > Duration::ZERO);
+    }
+}
