@@ -157,7 +157,9 @@ pub fn restart(f: &mut Fabric, node: usize, peer: usize) -> Result<Restart> {
     let pods: Vec<String> = f.nodes[node]
         .pods
         .iter()
-        .map(|p| format!("{}/32", p.ipv4))
+        .flat_map(|p| {
+            std::iter::once(format!("{}/32", p.ipv4)).chain(p.ipv6.map(|a| format!("{a}/128")))
+        })
         .collect();
     let interval = Duration::from_millis(2);
     let out = Flows::start(
@@ -271,22 +273,35 @@ impl WithdrawalWatch {
         let s = stop.clone();
         let handle = std::thread::spawn(move || -> Result<(u64, u64)> {
             let (mut polls, mut missing) = (0u64, 0u64);
+            let v6 = prefixes.iter().any(|p| p.contains(':'));
             while !s.load(Ordering::Relaxed) {
                 for dir in &dirs {
-                    let out = crate::run(
-                        "vtysh",
-                        &[
-                            "--vty_socket",
-                            &dir.to_string_lossy(),
-                            "-d",
-                            "bgpd",
-                            "-c",
-                            "show bgp ipv4 unicast json",
-                        ],
-                    )?;
-                    let json: Value = serde_json::from_str(&out)?;
+                    // One vtysh call for both families: the reads stay frequent.
+                    let mut args = vec![
+                        "--vty_socket".to_owned(),
+                        dir.to_string_lossy().into_owned(),
+                        "-d".to_owned(),
+                        "bgpd".to_owned(),
+                        "-c".to_owned(),
+                        "show bgp ipv4 unicast json".to_owned(),
+                    ];
+                    if v6 {
+                        args.extend(["-c".to_owned(), "show bgp ipv6 unicast json".to_owned()]);
+                    }
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    let out = crate::run("vtysh", &args)?;
+                    let mut routes = serde_json::Map::new();
+                    for table in serde_json::Deserializer::from_str(&out).into_iter::<Value>() {
+                        if let Some(r) = table?.get("routes").and_then(Value::as_object) {
+                            routes.extend(r.clone());
+                        }
+                    }
                     for p in &prefixes {
-                        if json["routes"][p].as_array().is_none_or(Vec::is_empty) {
+                        if routes
+                            .get(p)
+                            .and_then(Value::as_array)
+                            .is_none_or(Vec::is_empty)
+                        {
                             missing += 1;
                         }
                     }
