@@ -375,3 +375,59 @@ fn a_leaf_failure_is_detected_by_bfd_and_traffic_recovers() -> Result<()> {
     );
     Ok(())
 }
+
+/// What of ours is left: namespaces, pin directories, run directories, processes whose
+/// command line names one of them.
+fn leftovers() -> Result<Vec<String>> {
+    let ours = format!("{}{}x", lab::PREFIX, std::process::id());
+    let mut left: Vec<String> = lab::run("ip", &["netns", "list"])?
+        .lines()
+        .filter(|l| l.starts_with(&ours))
+        .map(|l| format!("namespace {l}"))
+        .collect();
+    for dir in [lab::BPFFS, "/tmp"] {
+        for e in std::fs::read_dir(dir)?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&ours) {
+                left.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    for e in std::fs::read_dir("/proc")?.flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(&format!("/tmp/{ours}")) {
+                left.push(format!(
+                    "process {}: {cmd}",
+                    e.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    Ok(left)
+}
+
+#[test]
+fn the_fabric_leaves_nothing_behind_also_when_it_fails_to_start() -> Result<()> {
+    let _turn = serial();
+    let mut o = options()?;
+    (o.nodes, o.pods_per_node, o.ipv6) = (1, 1, false);
+    let f = start(o.clone())?;
+    ensure!(!leftovers()?.is_empty(), "a running fabric should be seen");
+    drop(f);
+    let left = leftovers()?;
+    ensure!(left.is_empty(), "left behind after a drop: {left:#?}");
+    // A daemon that cannot start: namespaces, links and FRR are up by then.
+    o.bgp_ctl = "/bin/false".into();
+    let err = match Fabric::start(o) {
+        Ok(_) => anyhow::bail!("a fabric of /bin/false daemons started"),
+        Err(e) => e,
+    };
+    println!("failed as expected: {err:#}");
+    let left = leftovers()?;
+    ensure!(
+        left.is_empty(),
+        "left behind after a failed start: {left:#?}"
+    );
+    Ok(())
+}
