@@ -1123,15 +1123,16 @@ impl Drop for Iperf3Server {
     }
 }
 
-/// Runs `iperf3` from `client` to `server` (its IPv4 address) for `secs` seconds, TCP
-/// or UDP at `udp_rate` (e.g. `100M`); returns iperf3's JSON report.
+/// Runs `iperf3` from `client` to `server` at `dst` (one of its addresses) for `secs`
+/// seconds, TCP or UDP at `udp_rate` (e.g. `100M`); returns iperf3's JSON report.
 pub fn iperf3(
     client: &Pod,
     server: &Pod,
+    dst: IpAddr,
     udp_rate: Option<&str>,
     secs: u32,
 ) -> Result<serde_json::Value> {
-    let addr = server.ipv4.to_string();
+    let addr = dst.to_string();
     let child = std::process::Command::new("ip")
         .args([
             "netns",

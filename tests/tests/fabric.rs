@@ -166,17 +166,20 @@ fn talk(f: &Fabric, a: &Pod, b: &Pod, label: &str) -> Result<()> {
         }
         Ok(())
     })?;
-    let tcp = through_xdp(f, a, b, &format!("{label}: TCP"), || {
-        fabric::iperf3(a, b, None, 2)
-    })?;
-    let bps = tcp["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .context("iperf3 TCP: no sum_received")?;
-    let bytes = tcp["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
-    println!("{label}: TCP {:.0} Mbit/s, {bytes} bytes", bps / 1e6);
-    ensure!(bytes > 0, "{label}: TCP carried nothing: {tcp}");
+    let mut dsts = vec![IpAddr::V4(b.ipv4)];
+    dsts.extend(b.ipv6.map(IpAddr::V6));
+    for dst in dsts {
+        let what = format!("{label}: TCP to {dst}");
+        let tcp = through_xdp(f, a, b, &what, || fabric::iperf3(a, b, dst, None, 2))?;
+        let bps = tcp["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .context("iperf3 TCP: no sum_received")?;
+        let bytes = tcp["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+        println!("{what}: {:.0} Mbit/s, {bytes} bytes", bps / 1e6);
+        ensure!(bytes > 0, "{what}: TCP carried nothing: {tcp}");
+    }
     let udp = through_xdp(f, a, b, &format!("{label}: UDP"), || {
-        fabric::iperf3(a, b, Some("20M"), 2)
+        fabric::iperf3(a, b, IpAddr::V4(b.ipv4), Some("20M"), 2)
     })?;
     let sum = &udp["end"]["sum"];
     let (packets, lost) = (
