@@ -30,6 +30,9 @@ use crate::{
 use fib_task::FibQuery;
 use pod_links::PodLinks;
 
+/// Longest End-of-RIB is held back waiting for the pod routes (normally milliseconds).
+const END_OF_RIB_HOLD_MAX: Duration = Duration::from_secs(10);
+
 /// Runs the daemon with the config at `path` until a termination signal.
 pub fn run(path: &Path) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
@@ -153,6 +156,12 @@ async fn serve(c: config::Config) -> Result<()> {
             .attach_pods
             .then(|| PodLinks::new(dp, mode, &uplinks));
         tokio::spawn(originate_pods(watch, cmd_tx.clone(), pod_links));
+        // End-of-RIB waits for the watcher's first dump, but never forever.
+        let cmds = cmd_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(END_OF_RIB_HOLD_MAX).await;
+            let _ = cmds.send(Command::LocalSynced).await;
+        });
     }
 
     let socket = server::bind(&c.api.socket)
