@@ -196,6 +196,23 @@ impl Notification {
     }
 }
 
+impl Notification {
+    /// The NOTIFICATION a Cease/Hard Reset carries as its data (RFC 8538 section 5),
+    /// if this is one and its data holds at least a code and subcode.
+    pub fn hard_reset_reason(&self) -> Option<Notification> {
+        if self.code != NotificationCode::Cease(CeaseSubcode::HardReset) {
+            return None;
+        }
+        match &self.data[..] {
+            [code, subcode, rest @ ..] => Some(Notification {
+                code: NotificationCode::from((*code, *subcode)),
+                data: Bytes::copy_from_slice(rest),
+            }),
+            _ => None,
+        }
+    }
+}
+
 macro_rules! subcodes {
     ($ty:ident { $($v:ident = $n:literal => $name:literal,)* } other { $($on:literal => $oname:literal,)* }) => {
         impl $ty {
@@ -362,6 +379,9 @@ impl std::fmt::Display for Notification {
             write!(f, " ({inner})")?;
         } else if let Some(text) = self.shutdown_communication() {
             write!(f, " \"{text}\"")?;
+        } else if let Some(inner) = self.hard_reset_reason() {
+            // RFC 8538 section 5: the data is the NOTIFICATION that caused the reset.
+            write!(f, " ({inner})")?;
         } else if !self.data.is_empty() {
             write!(f, " ({} octets of data)", self.data.len())?;
         }
@@ -429,6 +449,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_hard_reset_shows_the_notification_it_carries() {
+        let n = Notification::with_data(
+            NotificationCode::Cease(CeaseSubcode::HardReset),
+            vec![6, 10],
+        );
+        assert_eq!(
+            n.hard_reset_reason().map(|r| r.code),
+            Some(NotificationCode::Cease(CeaseSubcode::BfdDown))
+        );
+        assert_eq!(n.to_string(), "Cease/Hard Reset (Cease/BFD Down)");
+        let short =
+            Notification::with_data(NotificationCode::Cease(CeaseSubcode::HardReset), vec![6]);
+        assert_eq!(short.hard_reset_reason(), None);
+        assert_eq!(short.to_string(), "Cease/Hard Reset (1 octets of data)");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! control socket in per-test places; killed and cleaned up on drop.
 
 use std::{
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
@@ -19,6 +20,8 @@ pub struct Agent {
     dir: PathBuf,
     socket: PathBuf,
     ns: String,
+    /// Runs the daemon: `nsenter ... WRAPPER... bgp-ctl daemon --config FILE`.
+    wrapper: Vec<String>,
     /// Its pin directory (removed on drop).
     pub pins: PinDir,
 }
@@ -52,7 +55,16 @@ impl Agent {
     /// [`Agent::start`], with the daemon run under `wrapper` (e.g. `setpriv ... --`
     /// or `strace ...`): `nsenter ... WRAPPER... bgp-ctl daemon --config FILE`.
     pub fn start_wrapped(ns: &Netns, config: &str, wrapper: &[&str]) -> Result<Agent> {
-        let bin = bgp_ctl_bin()?;
+        Self::launch(&bgp_ctl_bin()?, ns, config, wrapper)
+    }
+
+    /// [`Agent::start`] with the `bgp-ctl` binary at `bin` (for callers that are not
+    /// test binaries of this workspace, such as `cargo xtask run`).
+    pub fn start_bin(bin: &Path, ns: &Netns, config: &str) -> Result<Agent> {
+        Self::launch(bin, ns, config, &[])
+    }
+
+    fn launch(bin: &Path, ns: &Netns, config: &str, wrapper: &[&str]) -> Result<Agent> {
         let pins = PinDir::new()?;
         let dir = std::env::temp_dir().join(format!("{}.agent", crate::unique_name()));
         std::fs::create_dir_all(&dir)?;
@@ -60,41 +72,69 @@ impl Agent {
         let text = config
             .replace("@PINS@", &pins.path().display().to_string())
             .replace("@SOCKET@", &socket.display().to_string());
-        let conf = dir.join("bgp-ctl.toml");
-        std::fs::write(&conf, text)?;
-        let log = std::fs::File::create(dir.join("daemon.log"))?;
-        // nsenter keeps the root bpffs mount (ip netns exec would remount /sys).
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", ns.name()))
-            .args(wrapper)
-            .arg(&bin)
-            .args(["daemon", "--config"])
-            .arg(&conf)
-            .env("RUST_LOG", "info,bgp_ctl=debug")
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("starting bgp-ctl daemon")?;
+        std::fs::write(dir.join("bgp-ctl.toml"), text)?;
         let mut agent = Agent {
-            child: Some(child),
-            bin,
+            child: None,
+            bin: bin.to_path_buf(),
             dir,
             socket,
             ns: ns.name().to_string(),
+            wrapper: wrapper.iter().map(|w| (*w).to_owned()).collect(),
             pins,
         };
-        let ready = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-            if let Some(c) = agent.child.as_mut()
+        agent.spawn()?;
+        Ok(agent)
+    }
+
+    /// Starts the daemon again with the same config and pins, after [`Agent::kill`]
+    /// (a restart: it adopts the pinned dataplane). Waits until the control socket
+    /// answers.
+    pub fn restart(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            bail!("the daemon is still running");
+        }
+        self.spawn()
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))?;
+        // A socket left by a killed run answers nothing: wait for the new one.
+        let _ = std::fs::remove_file(&self.socket);
+        // nsenter keeps the root bpffs mount (ip netns exec would remount /sys). Its own
+        // process group: a Ctrl-C meant for the lab process does not reach it.
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.ns))
+            .args(&self.wrapper)
+            .arg(&self.bin)
+            .args(["daemon", "--config"])
+            .arg(self.config_path())
+            .env("RUST_LOG", "info,bgp_ctl=debug")
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .process_group(0);
+        crate::unblock_signals(&mut cmd);
+        let child = cmd.spawn().context("starting bgp-ctl daemon")?;
+        self.child = Some(child);
+        let ready = wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
+            if let Some(c) = self.child.as_mut()
                 && let Some(status) = c.try_wait()?
             {
-                bail!("the daemon exited ({status}):\n{}", agent.log());
+                bail!("the daemon exited ({status}):\n{}", self.log());
             }
-            Ok(agent.socket.exists() && agent.request(&["show", "neighbors"]).is_ok())
+            Ok(self.socket.exists() && self.request(&["show", "neighbors"]).is_ok())
         });
         if let Err(e) = ready {
-            bail!("{e:#}\ndaemon log:\n{}", agent.log());
+            bail!("{e:#}\ndaemon log:\n{}", self.log());
         }
-        Ok(agent)
+        Ok(())
+    }
+
+    /// Its config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("bgp-ctl.toml")
     }
 
     /// Replaces the daemon's config file (with `@PINS@` and `@SOCKET@` replaced as in

@@ -19,10 +19,13 @@ pub mod agent;
 mod bgp_stream;
 pub mod bird;
 pub mod dist;
+pub mod fabric;
 pub mod feeder;
+pub mod flow;
 pub mod frames;
 pub mod frr;
 pub mod peer;
+pub mod scenarios;
 pub mod scripted_peer;
 
 /// Prefix of every namespace and pin directory the lab creates.
@@ -87,6 +90,23 @@ pub fn output(program: &str, args: &[&str]) -> Result<Output> {
 /// Runs `sh -c script`, failing with its stderr.
 pub fn sh(script: &str) -> Result<String> {
     run("sh", &["-c", script])
+}
+
+/// Makes `cmd`'s child start with no blocked signals: a lab process that waits for
+/// Ctrl-C with `sigwait` (`cargo xtask run`) blocks SIGINT and SIGTERM, and children
+/// inherit the mask, but daemons must see SIGTERM.
+pub(crate) fn unblock_signals(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: sigemptyset and sigprocmask are async-signal-safe, and only touch the
+    // child between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
 }
 
 /// Whether process `pid` is alive.

@@ -169,7 +169,13 @@ impl Daemon {
         let err = out.try_clone()?;
         let fd = ns_file.as_raw_fd();
         let mut cmd = Command::new(program);
-        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+        // Its own process group: a Ctrl-C meant for the lab process (`cargo xtask run`)
+        // does not kill the daemon before the lab tears it down in order.
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
         // SAFETY: setns is async-signal-safe and only changes the child between fork and
         // exec; the namespace fd stays open (owned by `ns_file`) until spawn returns.
         unsafe {
@@ -180,6 +186,7 @@ impl Daemon {
                 Ok(())
             });
         }
+        crate::unblock_signals(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {program} in {netns} (installed?)"))?;

@@ -2,9 +2,10 @@
 
 mod bench_agent;
 mod bench_control_plane;
+mod bench_fabric;
 mod cargo;
-mod demo;
 mod dist;
+mod fabric;
 mod prereq;
 mod setup;
 
@@ -36,16 +37,16 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
-    /// Set up if needed, build, and bring up the demo.
-    Run {
-        /// Show the demo and tear it down at once instead of waiting for Ctrl-C.
-        #[arg(long)]
-        no_wait: bool,
-    },
+    /// Set up if needed, build, and bring up the dev fabric in network namespaces: a
+    /// spine and two leaves (FRR), nodes running the bgp-ctl daemon dual-homed to both
+    /// leaves, pods on every node. Prints what it built and how to look at it, pings
+    /// between pods on different nodes, and removes everything on Ctrl-C.
+    Run(fabric::RunOptions),
     /// Set up if needed, then: rustfmt check, clippy -D warnings, unit and integration
     /// tests (root: they create network namespaces).
     Test,
-    /// Set up if needed, build in release mode and run a benchmark (root).
+    /// Set up if needed, build and run a benchmark (root; release builds, except the
+    /// fabric's, which runs the debug build `run` uses).
     Bench {
         #[command(subcommand)]
         what: Bench,
@@ -70,6 +71,11 @@ enum Bench {
     /// down -> dataplane, 1,000,000 routes into the XDP maps beside BIRD 2 into the
     /// kernel FIB, and RSS. Ends with a `RESULT agent ...` line. A few minutes.
     Agent(bench_agent::Agent),
+    /// The end-to-end measurements on the dev fabric: pod creation visible across nodes,
+    /// kill -9 restarts of a node's daemon (packets lost, routes withdrawn), leaf
+    /// failures with BFD (detection, longest gap). Ends with a `RESULT fabric ...` line.
+    /// About 1 minute.
+    Fabric,
 }
 
 fn main() -> ExitCode {
@@ -92,10 +98,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             cargo::build(release)
         }
-        Cmd::Run { no_wait } => {
+        Cmd::Run(opts) => {
             setup_if_missing(Need::Everything)?;
             cargo::build(false)?;
-            demo::run(!no_wait)
+            fabric::run(&opts)
         }
         Cmd::Test => {
             setup_if_missing(Need::Everything)?;
@@ -107,6 +113,10 @@ fn run(cli: Cli) -> Result<()> {
                 Bench::ControlPlane(opts) => bench_control_plane::run(&opts),
                 Bench::Dataplane => cargo::bench("dataplane"),
                 Bench::Agent(opts) => bench_agent::run(&opts),
+                Bench::Fabric => {
+                    cargo::build(false)?;
+                    bench_fabric::run()
+                }
             }
         }
         Cmd::Dist => dist::dist().map(drop),

@@ -119,6 +119,11 @@ pub enum Event {
         /// The configured limit.
         limit: u32,
     },
+    /// BFD declared the path to the peer down (RFC 9384): Cease/BFD Down, sent as a
+    /// Hard Reset when both sides set the N bit (RFC 8538), since the forwarding path is
+    /// gone and neither side should keep the other's routes; then start again after the
+    /// idle hold, counted as a failure.
+    BfdDown,
     /// A connection is up: the outgoing one we asked for, or one the peer opened (its id
     /// from [`Fsm::allocate_conn`]).
     Connected {
@@ -438,6 +443,15 @@ impl Fsm {
                         None => After::Disabled,
                     };
                     self.down(&mut out, None, cease.clone(), cease, after);
+                }
+            }
+            Event::BfdDown => {
+                if self.established().is_some() {
+                    let cease = self.hard_reset(Notification::new(NotificationCode::Cease(
+                        CeaseSubcode::BfdDown,
+                    )));
+                    let idle = self.damping.fail(&self.config.timers);
+                    self.down(&mut out, None, cease.clone(), cease, After::Hold(idle));
                 }
             }
             Event::Connected {
@@ -908,6 +922,20 @@ impl Fsm {
                     Timer::Stable,
                     self.config.timers.stable_after,
                 ));
+                // The Restart State bit announces our own restart (RFC 4724 4.1): only
+                // the first session after it carries it; later OPENs are ordinary.
+                if self
+                    .config
+                    .graceful_restart
+                    .as_ref()
+                    .is_some_and(|g| g.restarting)
+                {
+                    let mut c = (*self.config).clone();
+                    if let Some(g) = c.graceful_restart.as_mut() {
+                        g.restarting = false;
+                    }
+                    self.config = Arc::new(c);
+                }
                 out.push(Action::Established(conn, negotiated));
             }
             Some(ConnState::Established) => self.restart_hold(out, conn),

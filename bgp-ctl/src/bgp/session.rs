@@ -105,6 +105,7 @@ enum Command {
         config: Box<PeerConfig>,
         reset: bool,
     },
+    BfdDown,
     Deconfigure,
 }
 
@@ -185,6 +186,12 @@ impl SessionHandle {
             reset,
         })
         .await
+    }
+
+    /// BFD says the path to the peer is down: Cease/BFD Down (RFC 9384), neither side
+    /// keeping the other's routes, and start again after the idle hold.
+    pub async fn bfd_down(&self) -> Result<(), SessionGone> {
+        self.command(Command::BfdDown).await
     }
 
     /// Removes the peer: Cease/Peer De-configured (RFC 9003 gives a communication only
@@ -346,6 +353,10 @@ impl SessionTask {
                         hard: false,
                     });
                 }
+            }
+            Command::BfdDown => {
+                warn!(peer = %self.peer, "BFD down: closing the session");
+                self.handle(Event::BfdDown)
             }
             Command::Deconfigure => {
                 self.handle(Event::Disable {

@@ -135,6 +135,10 @@ pub struct Dataplane {
     /// Also install routes in the kernel FIB (own protocol), for host-originated traffic.
     #[serde(default)]
     pub kernel_fib: bool,
+    /// Also attach the program to the interface of every pod route (the host side of a
+    /// pod's veth), so traffic from local pods is forwarded from the maps too.
+    #[serde(default)]
+    pub attach_pods: bool,
 }
 
 impl Dataplane {

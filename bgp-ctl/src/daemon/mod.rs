@@ -6,6 +6,7 @@
 
 mod fib_task;
 mod memory;
+mod pod_links;
 mod pods;
 mod reload;
 mod specs;
@@ -22,6 +23,7 @@ use crate::{
         protocol::{HealthView, ReloadReport},
         server::{self, Handler, ReplySink},
     },
+    bfd::{BfdManager, BfdState},
     bgp::Listener,
     config::{self, schema::AttachMode},
     fib::{self, Dataplane, Fib},
@@ -36,6 +38,10 @@ const WORK_QUEUE: usize = 8;
 
 /// A reload asked for, and where its outcome goes.
 type ReloadRequest = oneshot::Sender<Result<ReloadReport, String>>;
+use pod_links::PodLinks;
+
+/// Longest End-of-RIB is held back waiting for the pod routes (normally milliseconds).
+const END_OF_RIB_HOLD_MAX: Duration = Duration::from_secs(10);
 
 /// Runs the daemon with the config at `path` until a termination signal.
 pub fn run(path: &Path) -> Result<()> {
@@ -73,6 +79,7 @@ async fn serve(c: config::Config, path: &Path) -> Result<()> {
     }
     let mut fib = Fib::open(&dp_cfg.pin_dir)?;
     fib.set_forward_fragments(dp_cfg.forward_fragments)?;
+    let adopted = fib.route_count();
     info!(
         "dataplane attached to {} ({mode}); adopted {} routes from the pins",
         attached
@@ -101,11 +108,22 @@ async fn serve(c: config::Config, path: &Path) -> Result<()> {
         Listener::bind(&addrs).context("BGP listener (is port 179 taken by another daemon?)")?,
     );
     let mut speaker = Speaker::new(specs::speaker_settings(&c), work_tx, Some(listener.clone()));
-    for p in specs::peers(&c)? {
-        speaker.add_peer(p)?;
+    if !c.origination.pod_cidrs.is_empty() {
+        speaker.defer_end_of_rib();
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
-    for d in specs::dynamic(&c)? {
+    if c.peer.iter().chain(&c.dynamic_neighbors).any(|n| n.bfd) {
+        let bfd = BfdManager::spawn().context("BFD (is UDP port 3784 taken?)")?;
+        tokio::spawn(forward_bfd(bfd.subscribe(), cmd_tx.clone()));
+        speaker.set_bfd(bfd);
+    }
+    // Routes adopted from the pins: we restarted with forwarding state preserved, and
+    // say so in the first OPENs (RFC 4724 Restart State bit).
+    let restarting = adopted > 0;
+    for p in specs::peers(&c, restarting)? {
+        speaker.add_peer(p)?;
+    }
+    for d in specs::dynamic(&c, restarting)? {
         speaker.add_dynamic(d)?;
     }
     let speaker_task = tokio::spawn(speaker.run(cmd_rx));
@@ -127,7 +145,19 @@ async fn serve(c: config::Config, path: &Path) -> Result<()> {
             })
             .await?;
     }
-    let pods = pods::spawn(c.origination.pod_cidrs.clone(), cmd_tx.clone())?;
+    let uplinks: Vec<String> = attached.iter().map(|a| a.0.clone()).collect();
+    let pod_links = dp_cfg
+        .attach_pods
+        .then(|| PodLinks::new(dp, mode, &uplinks));
+    let pods = pods::spawn(c.origination.pod_cidrs.clone(), cmd_tx.clone(), pod_links)?;
+    if !c.origination.pod_cidrs.is_empty() {
+        // End-of-RIB waits for the watcher's first dump, but never forever.
+        let cmds = cmd_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(END_OF_RIB_HOLD_MAX).await;
+            let _ = cmds.send(Command::LocalSynced).await;
+        });
+    }
 
     let socket = server::bind(&c.api.socket)
         .with_context(|| format!("control socket {}", c.api.socket.display()))?;
@@ -187,6 +217,29 @@ async fn serve(c: config::Config, path: &Path) -> Result<()> {
     let _ = std::fs::remove_file(&socket_path);
     drop(listener);
     Ok(())
+}
+
+/// Hands BFD's reports to the speaker. A peer that took its end administratively down
+/// does not bring the session down (RFC 5882 section 3.2).
+async fn forward_bfd(
+    mut events: mpsc::UnboundedReceiver<crate::bfd::BfdEvent>,
+    cmds: mpsc::Sender<Command>,
+) {
+    while let Some(ev) = events.recv().await {
+        let up = ev.state == BfdState::Up;
+        if !up && ev.peer_admin_down {
+            info!("BFD: {} went administratively down", ev.peer);
+            continue;
+        }
+        info!(
+            "BFD: session with {} {}",
+            ev.peer,
+            if up { "up" } else { "down" }
+        );
+        if cmds.send(Command::Bfd { peer: ev.peer, up }).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Routes control API requests to the speaker or the FIB programmer.

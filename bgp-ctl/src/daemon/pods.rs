@@ -4,13 +4,18 @@
 //!
 //! A reload may change the pod CIDRs: the watcher starts again with the new ones, and
 //! once its first dump is complete, the pods it no longer reports are withdrawn.
+//!
+//! With `[dataplane] attach-pods`, the pods' host-side interfaces get the XDP program as
+//! their routes come and go (see [`PodLinks`]). The end of the first dump tells the
+//! speaker that End-of-RIB may go out ([`Command::LocalSynced`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use ipnet::IpNet;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::pod_links::PodLinks;
 use crate::{
     netlink::{Event, PodRoute, PodRouteConfig, Watch, WatchOptions, watch_pod_routes},
     programmer::LocalTarget,
@@ -22,10 +27,11 @@ use crate::{
 pub fn spawn(
     cidrs: Vec<IpNet>,
     speaker: mpsc::Sender<Command>,
+    pod_links: Option<PodLinks>,
 ) -> anyhow::Result<mpsc::Sender<Vec<IpNet>>> {
     let watch = start(&cidrs)?;
     let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(run(watch, rx, speaker));
+    tokio::spawn(run(watch, rx, speaker, pod_links));
     Ok(tx)
 }
 
@@ -50,8 +56,11 @@ async fn run(
     mut watch: Option<Watch<PodRoute>>,
     mut changes: mpsc::Receiver<Vec<IpNet>>,
     speaker: mpsc::Sender<Command>,
+    mut pod_links: Option<PodLinks>,
 ) {
-    let mut originated: HashSet<IpNet> = HashSet::new();
+    let mut first_dump = true;
+    // The pods originated, with their routes (for the pod interfaces' attachments).
+    let mut originated: HashMap<IpNet, PodRoute> = HashMap::new();
     // After a CIDR change: the pods the new watcher reported before its dump ended.
     let mut resync: Option<HashSet<IpNet>> = None;
     loop {
@@ -63,7 +72,10 @@ async fn run(
                         watch = w;
                         resync = Some(HashSet::new());
                         if watch.is_none() {
-                            for prefix in originated.drain() {
+                            for (prefix, r) in originated.drain() {
+                                if let Some(l) = pod_links.as_mut() {
+                                    l.route_removed(&r);
+                                }
                                 if speaker.send(Command::WithdrawLocal { prefix }).await.is_err() {
                                     return;
                                 }
@@ -82,7 +94,10 @@ async fn run(
                 if let Some(seen) = &mut resync {
                     seen.insert(r.prefix);
                 }
-                originated.insert(r.prefix);
+                originated.insert(r.prefix, r.clone());
+                if let Some(l) = pod_links.as_mut() {
+                    l.route_added(&r);
+                }
                 Command::Originate {
                     prefix: r.prefix,
                     target: LocalTarget::Pod { ifindex: r.ifindex },
@@ -90,14 +105,28 @@ async fn run(
             }
             Some(Ok(Event::Removed(r))) => {
                 originated.remove(&r.prefix);
+                if let Some(l) = pod_links.as_mut() {
+                    l.route_removed(&r);
+                }
                 Command::WithdrawLocal { prefix: r.prefix }
             }
             Some(Ok(Event::Synced)) => {
+                if std::mem::take(&mut first_dump)
+                    && speaker.send(Command::LocalSynced).await.is_err()
+                {
+                    return;
+                }
                 let Some(seen) = resync.take() else { continue };
-                let gone: Vec<IpNet> = originated.difference(&seen).copied().collect();
+                let gone: Vec<IpNet> = originated
+                    .keys()
+                    .filter(|p| !seen.contains(p))
+                    .copied()
+                    .collect();
                 debug!("pod CIDRs changed: withdrawing {} pods", gone.len());
                 for prefix in gone {
-                    originated.remove(&prefix);
+                    if let (Some(r), Some(l)) = (originated.remove(&prefix), pod_links.as_mut()) {
+                        l.route_removed(&r);
+                    }
                     if speaker
                         .send(Command::WithdrawLocal { prefix })
                         .await

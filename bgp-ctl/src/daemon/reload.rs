@@ -59,8 +59,8 @@ impl Reloader {
         let new = loaded.config;
         let reconfiguration = Reconfiguration {
             settings: specs::speaker_settings(&new),
-            peers: specs::peers(&new).map_err(|e| format!("{e:#}\nnothing changed"))?,
-            dynamic: specs::dynamic(&new).map_err(|e| format!("{e:#}\nnothing changed"))?,
+            peers: specs::peers(&new, false).map_err(|e| format!("{e:#}\nnothing changed"))?,
+            dynamic: specs::dynamic(&new, false).map_err(|e| format!("{e:#}\nnothing changed"))?,
         };
         let mut changes = not_applied(&self.current, &new);
         let (tx, rx) = oneshot::channel();

@@ -67,6 +67,7 @@ fn spec(
     n: &schema::Neighbor,
     remote: std::net::IpAddr,
     remote_as: RemoteAs,
+    restarting: bool,
 ) -> Result<PeerSpec> {
     let name = n.name.get_ref().clone();
     let families: Vec<Family> = n.families.get_ref().iter().copied().map(family).collect();
@@ -94,7 +95,7 @@ fn spec(
     );
     session.families = families.clone();
     session.graceful_restart = c.graceful_restart.enabled.then(|| GracefulRestart {
-        restarting: false,
+        restarting,
         notification: true,
         restart_time: *c.graceful_restart.restart_time.get_ref(),
         // The XDP dataplane keeps forwarding from pinned maps across our restarts.
@@ -131,23 +132,31 @@ fn spec(
             export: n.export.as_ref().map(|p| p.get_ref().clone()),
         },
         enabled: !n.disabled,
+        bfd: n.bfd.then(|| {
+            let b = c.bfd.get_ref();
+            crate::bfd::SessionConfig::symmetric(
+                Duration::from_millis(u64::from(b.interval_ms)),
+                b.multiplier,
+            )
+        }),
     })
 }
 
-/// The configured peers.
-pub fn peers(c: &Config) -> Result<Vec<PeerSpec>> {
+/// The configured peers; `restarting`: the daemon restarted with its forwarding state
+/// (graceful restart's Restart State bit in the first OPEN).
+pub fn peers(c: &Config, restarting: bool) -> Result<Vec<PeerSpec>> {
     c.peer
         .iter()
         .filter_map(|n| {
             let addr = *n.address.as_ref()?.get_ref();
             let asn = *n.remote_asn.as_ref()?.get_ref();
-            Some(spec(c, n, addr, RemoteAs::Exact(asn)))
+            Some(spec(c, n, addr, RemoteAs::Exact(asn), restarting))
         })
         .collect()
 }
 
-/// The dynamic-neighbor ranges.
-pub fn dynamic(c: &Config) -> Result<Vec<DynamicSpec>> {
+/// The dynamic-neighbor ranges (`restarting` as for [`peers`]).
+pub fn dynamic(c: &Config, restarting: bool) -> Result<Vec<DynamicSpec>> {
     c.dynamic_neighbors
         .iter()
         .filter_map(|n| {
@@ -158,7 +167,7 @@ pub fn dynamic(c: &Config) -> Result<Vec<DynamicSpec>> {
                 max: *asns.end(),
             };
             Some(
-                spec(c, n, range.network(), remote_as).map(|template| DynamicSpec {
+                spec(c, n, range.network(), remote_as, restarting).map(|template| DynamicSpec {
                     name: n.name.get_ref().clone(),
                     range,
                     template,

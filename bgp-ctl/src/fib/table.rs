@@ -272,6 +272,11 @@ impl Fib {
         self.routes.longest_match(want).map(|(p, _)| p)
     }
 
+    /// Every defined next hop's key (adopted ones too).
+    pub fn next_hop_keys(&self) -> impl Iterator<Item = NextHopKey> + '_ {
+        self.next_hops.values().map(|e| e.key)
+    }
+
     /// The current value of a next hop.
     pub fn next_hop(&self, key: &NextHopKey) -> Option<NextHop> {
         Some(self.next_hops.get(self.next_hop_ids.get(key)?)?.value)

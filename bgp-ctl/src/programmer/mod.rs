@@ -227,12 +227,21 @@ impl FibProgrammer {
                 )
             }
         };
-        if self.fib.next_hop(&key).is_none() {
-            let value = self.next_hop_value(ifindex, neighbor);
-            if value.kind != NH_FORWARD {
-                req.resolve.push((ifindex, neighbor));
+        let value = self.next_hop_value(ifindex, neighbor);
+        match self.fib.next_hop(&key) {
+            None => {
+                if value.kind != NH_FORWARD {
+                    req.resolve.push((ifindex, neighbor));
+                }
+                self.fib.set_next_hop(key, value)?;
             }
-            self.fib.set_next_hop(key, value)?;
+            // Known now (an entry adopted after a restart, written before the link and
+            // neighbor were): bring it up to date. An unresolved answer is left to the
+            // link and neighbor events, which know whether it is missing or gone.
+            Some(old) if value.kind == NH_FORWARD && old != value => {
+                self.fib.set_next_hop(key, value)?;
+            }
+            Some(_) => {}
         }
         Ok(Some(key))
     }
@@ -284,7 +293,9 @@ impl FibProgrammer {
             None => self.neighbors.remove(&(ifindex, addr)),
         };
         let key = NextHopKey::Neighbor { ifindex, addr };
-        if self.fib.next_hop(&key).is_some() {
+        // Before its link is known (the watchers' first dumps come in any order), the
+        // entry is left as it is: the link's report rewrites it.
+        if self.links.contains_key(&ifindex) && self.fib.next_hop(&key).is_some() {
             let value = self.next_hop_value(ifindex, addr);
             self.fib.set_next_hop(key, value)?;
         }
@@ -297,11 +308,12 @@ impl FibProgrammer {
             Some(l) => self.links.insert(ifindex, l),
             None => self.links.remove(&ifindex),
         };
+        // Every next hop on the link, adopted ones too (no route may use them yet).
         let on_link: Vec<(NextHopKey, IpAddr)> = self
-            .users
-            .keys()
-            .filter_map(|k| match *k {
-                NextHopKey::Neighbor { ifindex: i, addr } if i == ifindex => Some((*k, addr)),
+            .fib
+            .next_hop_keys()
+            .filter_map(|k| match k {
+                NextHopKey::Neighbor { ifindex: i, addr } if i == ifindex => Some((k, addr)),
                 _ => None,
             })
             .collect();

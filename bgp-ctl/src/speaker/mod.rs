@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 use crate::{
     api::{Reply, Request, protocol::ReloadReport, server::ReplySink},
+    bfd::BfdHandle,
     bgp::{self, LocalInfo, Session, SessionEvent, listener::Accepted},
     policy::{PolicyContext, RoutingPolicy},
     programmer::{LocalTarget, Work},
@@ -65,6 +66,17 @@ pub enum Command {
     /// Apply a reloaded configuration's peers and policies; the report of what changed
     /// goes back on `done`.
     Reconfigure(Box<Reconfiguration>, oneshot::Sender<ReloadReport>),
+    /// BFD reported the session with `peer` Up or Down (Down after Up, and not because
+    /// the peer took it administratively down).
+    Bfd {
+        /// The peer's address.
+        peer: IpAddr,
+        /// Up (true) or Down.
+        up: bool,
+    },
+    /// Every local prefix known at start has been originated (the pod-route watcher's
+    /// first dump is done): End-of-RIB may go out (see [`Speaker::defer_end_of_rib`]).
+    LocalSynced,
 }
 
 /// Speaker-wide settings.
@@ -99,6 +111,12 @@ pub struct Speaker {
     listener: Option<Arc<bgp::Listener>>,
     /// Static routes added with `route add` (for `route del` to refuse other prefixes).
     statics: Vec<IpNet>,
+    /// End-of-RIB waits for [`Command::LocalSynced`].
+    hold_end_of_rib: bool,
+    /// Peers Established meanwhile, owed their End-of-RIB.
+    end_of_rib_owed: Vec<IpAddr>,
+    /// BFD, for peers that run it.
+    bfd: Option<BfdHandle>,
 }
 
 impl Speaker {
@@ -124,7 +142,24 @@ impl Speaker {
             fib,
             listener,
             statics: Vec::new(),
+            hold_end_of_rib: false,
+            end_of_rib_owed: Vec::new(),
+            bfd: None,
         }
+    }
+
+    /// The BFD manager that runs the sessions of peers with [`PeerSpec::bfd`]; its
+    /// events come back as [`Command::Bfd`].
+    pub fn set_bfd(&mut self, bfd: BfdHandle) {
+        self.bfd = Some(bfd);
+    }
+
+    /// Holds End-of-RIB back until [`Command::LocalSynced`]: after a restart, a peer
+    /// that is our graceful-restart helper removes whatever we have not re-advertised
+    /// when End-of-RIB arrives, so it must not come before our local routes (pods
+    /// learned from the kernel) are all in the RIB.
+    pub fn defer_end_of_rib(&mut self) {
+        self.hold_end_of_rib = true;
     }
 
     /// Adds a configured peer and starts its session.
@@ -219,6 +254,13 @@ impl Speaker {
                     self.settings.stale_time,
                 );
                 let id = p.id;
+                // BFD starts with the session: its local address is known now.
+                if let (Some(config), Some(bfd)) = (p.spec.bfd, &self.bfd) {
+                    let name = p.spec.name.clone();
+                    if let Err(e) = bfd.add_session(peer, local, config).await {
+                        warn!("peer {name}: BFD session: {e}");
+                    }
+                }
                 if let Err(e) = self.rib.peer_up(id, session) {
                     warn!("peer {peer}: {e}");
                     return;
@@ -230,11 +272,14 @@ impl Speaker {
                     let changes = self.rib.sweep_stale(id, family).unwrap_or_default();
                     self.publish(changes).await;
                 }
-                // The initial table, then End-of-RIB for every family (RFC 4724 4.1).
+                // The initial table, then End-of-RIB for every family (RFC 4724 4.1),
+                // unless local routes are still being learned (they follow as updates).
                 for family in negotiated.families.clone() {
                     self.export_all(peer, family).await;
                 }
-                if let Some(p) = self.peers.get(&peer) {
+                if self.hold_end_of_rib {
+                    self.end_of_rib_owed.push(peer);
+                } else if let Some(p) = self.peers.get(&peer) {
                     p.send(export::end_of_rib(&negotiated.families, &p.codec()))
                         .await;
                 }
@@ -518,6 +563,30 @@ impl Speaker {
             Command::Reconfigure(new, done) => {
                 let report = self.reconfigure(*new).await;
                 let _ = done.send(report);
+            }
+            Command::Bfd { peer, up } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                if p.spec.bfd.is_none() {
+                    return;
+                }
+                p.bfd_up = Some(up);
+                if !up && p.sender.is_some() {
+                    warn!(
+                        "peer {}: BFD down: closing the session (RFC 9384)",
+                        p.spec.name
+                    );
+                    let _ = p.handle.bfd_down().await;
+                }
+            }
+            Command::LocalSynced => {
+                self.hold_end_of_rib = false;
+                for addr in std::mem::take(&mut self.end_of_rib_owed) {
+                    if let Some(p) = self.peers.get(&addr) {
+                        p.send(export::end_of_rib(&p.families(), &p.codec())).await;
+                    }
+                }
             }
         }
     }

@@ -29,6 +29,8 @@ pub struct PeerSpec {
     pub policy: PeerPolicy,
     /// Start enabled.
     pub enabled: bool,
+    /// Run BFD with these timers once the session is Established; BFD Down closes it.
+    pub bfd: Option<crate::bfd::SessionConfig>,
 }
 
 /// A range of dynamic neighbors: each accepted connection becomes a peer made from
@@ -60,6 +62,8 @@ pub(super) struct Peer {
     /// Families whose routes are stale (graceful restart), and until when at most.
     pub stale: Vec<Family>,
     pub stale_deadline: Option<Instant>,
+    /// Last BFD state reported (`None` before the first report).
+    pub bfd_up: Option<bool>,
 }
 
 impl Peer {
@@ -75,6 +79,7 @@ impl Peer {
             max_prefix_warned: false,
             stale: Vec::new(),
             stale_deadline: None,
+            bfd_up: None,
         }
     }
 

@@ -65,10 +65,14 @@ fn session_changes(old: &bgp::PeerConfig, new: &bgp::PeerConfig) -> Vec<&'static
         old.extended_message != new.extended_message,
         "extended-message",
     );
-    check(
-        old.graceful_restart != new.graceful_restart,
-        "graceful-restart",
-    );
+    // The Restart State bit is the daemon's own state after a restart, not a setting.
+    let gr = |c: &bgp::PeerConfig| {
+        c.graceful_restart.clone().map(|mut g| {
+            g.restarting = false;
+            g
+        })
+    };
+    check(gr(old) != gr(new), "graceful-restart");
     out
 }
 
@@ -462,7 +466,7 @@ impl Speaker {
             };
             match wanted.remove(&current.name) {
                 Some(d) if same_range(&d) => {
-                    if d.template.session != current.template.session
+                    if !session_changes(&current.template.session, &d.template.session).is_empty()
                         || d.template.policy != current.template.policy
                         || d.template.rib != current.template.rib
                         || d.limit != current.limit

@@ -131,7 +131,14 @@ pub(super) fn detail(p: &Peer, rib: &Rib, settings: &SpeakerSettings) -> Neighbo
         flaps: stats.flaps,
         import_policy: p.spec.policy.import.clone(),
         export_policy: p.spec.policy.export.clone(),
-        bfd: None,
+        bfd: p.spec.bfd.map(|_| {
+            match p.bfd_up {
+                Some(true) => "Up",
+                Some(false) => "Down",
+                None => "Init",
+            }
+            .to_owned()
+        }),
         graceful_restart: (!p.stale.is_empty())
             .then(|| format!("peer restarting: {} families stale", p.stale.len())),
     }

@@ -596,6 +596,42 @@ fn a_new_connection_from_a_graceful_restart_peer_is_its_restart() {
     assert!(matches!(a.last(), Some(Action::Established(id, _)) if *id == inc));
 }
 
+/// The Restart State bit of the OPEN an action list sends, if it sends one.
+fn sent_restart_bit(actions: &[Action]) -> Option<bool> {
+    actions.iter().find_map(|a| match a {
+        Action::SendOpen(_, open) => open.graceful_restart().map(|g| g.restarting),
+        _ => None,
+    })
+}
+
+#[test]
+fn the_restart_state_bit_is_sent_only_until_the_first_session() {
+    let mut cfg = config();
+    cfg.graceful_restart = Some(GracefulRestart {
+        restarting: true,
+        ..gr(true)
+    });
+    let mut fsm = fsm_with(cfg);
+    let c = connect_id(&fsm.handle(Event::Enable));
+    let a = fsm.handle(connected(c, Direction::Outgoing));
+    assert_eq!(sent_restart_bit(&a), Some(true), "{a:#?}");
+    fsm.handle(Event::Open {
+        conn: c,
+        open: gr_open(true),
+    });
+    fsm.handle(Event::Keepalive { conn: c });
+    assert_eq!(fsm.state(), State::Established);
+    // The session drops; the next OPEN no longer claims a restart.
+    fsm.handle(Event::Closed {
+        conn: c,
+        reason: "reset by peer".into(),
+    });
+    let a = fsm.handle(Event::TimerExpired(Timer::IdleHold));
+    let c = connect_id(&a);
+    let a = fsm.handle(connected(c, Direction::Outgoing));
+    assert_eq!(sent_restart_bit(&a), Some(false), "{a:#?}");
+}
+
 #[test]
 fn graceful_restart_retains_routes_per_rfc_4724_and_8538() {
     // Without the N bit, a NOTIFICATION ends graceful restart; a lost connection does not.
@@ -621,6 +657,30 @@ fn graceful_restart_retains_routes_per_rfc_4724_and_8538() {
         notification: Notification::new(cease(CeaseSubcode::HardReset)),
     });
     assert!(!down(&a).unwrap().retain_routes());
+}
+
+#[test]
+fn bfd_down_closes_with_cease_bfd_down_and_keeps_no_routes() {
+    // Without the N bit: Cease/BFD Down (RFC 9384); the peer's routes go.
+    let (mut fsm, c) = established_gr(false, false);
+    let a = fsm.handle(Event::BfdDown);
+    assert_eq!(closed_with(&a, c), Some(Some(cease(CeaseSubcode::BfdDown))));
+    let d = down(&a).expect("down");
+    assert!(!d.retain_routes(), "{d:?}");
+    assert!(started(&a, Timer::IdleHold).is_some());
+    assert_eq!(fsm.state(), State::Idle);
+    // With both N bits: as a Hard Reset carrying BFD Down, so neither side keeps routes.
+    let (mut fsm, c) = established_gr(true, true);
+    let a = fsm.handle(Event::BfdDown);
+    assert_eq!(
+        closed_with(&a, c),
+        Some(Some(cease(CeaseSubcode::HardReset)))
+    );
+    assert!(!down(&a).expect("down").retain_routes());
+    // Not Established: nothing to tear down.
+    let mut fsm = fsm_with(config());
+    fsm.handle(Event::Enable);
+    assert!(fsm.handle(Event::BfdDown).is_empty());
 }
 
 #[test]
