@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod fib;
 pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod netlink;
 pub mod policy;
 pub mod programmer;

@@ -7,6 +7,7 @@ use bgp_ctl::{
     cli::render,
     config::schema::DEFAULT_SOCKET,
     fib::{AttachMode, DEFAULT_PIN_DIR, Dataplane, Fib},
+    health,
 };
 use clap::{Parser, Subcommand};
 
@@ -308,14 +309,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(r) => r,
                 Err(e) => {
                     println!("unreachable: {e:#}");
-                    std::process::exit(2);
+                    std::process::exit(health::EXIT_UNREACHABLE.into());
                 }
             };
             for r in replies {
                 if let Reply::Health(h) = r {
                     print!("{}", render::health(&h));
                     if !h.ready {
-                        std::process::exit(1);
+                        std::process::exit(health::EXIT_NOT_READY.into());
                     }
                 }
             }

@@ -2,7 +2,10 @@
 //! compared with files under tests/golden/ (regenerate with `UPDATE_GOLDEN=1`, then
 //! review the diff).
 
-use std::path::PathBuf;
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use bgp_ctl::{
     api::protocol::{
@@ -10,6 +13,8 @@ use bgp_ctl::{
         NeighborSummary, PathView, ReloadReport, Reply, RouteView, StatsView, TableCounts,
     },
     cli::render,
+    fib::AttachMode,
+    health::{self, ConfigStatus, HealthInput, PeerStatus, UplinkStatus},
 };
 
 fn golden(name: &str, actual: &str) {
@@ -46,6 +51,8 @@ fn leaf(
         accepted: if state == "Established" { 1200 } else { 0 },
         advertised: if state == "Established" { 3 } else { 0 },
         last_error: err.map(Into::into),
+        dynamic: false,
+        configured_secs: 4000,
     }
 }
 
@@ -217,14 +224,38 @@ fn stats() -> StatsView {
 #[test]
 fn stats_table_and_health_line() {
     let s = stats();
-    let h = HealthView {
-        ready: false,
-        live: true,
-        failing: vec![
-            "uplink-not-attached:eth1".into(),
-            "peer-not-established:leaf2 (Active for 42s)".into(),
+    let now = Instant::now();
+    let verdict = health::evaluate(&HealthInput {
+        config: ConfigStatus::Loaded,
+        uplinks: vec![
+            UplinkStatus {
+                name: "eth0".into(),
+                want: AttachMode::Driver,
+                attached: Some(AttachMode::Driver),
+            },
+            UplinkStatus {
+                name: "eth1".into(),
+                want: AttachMode::Driver,
+                attached: None,
+            },
         ],
-    };
+        peers: vec![PeerStatus {
+            name: "leaf2".into(),
+            established: false,
+            state: "Active".into(),
+            dynamic: false,
+            configured_at: now - Duration::from_secs(90),
+            startup_grace: Duration::from_secs(60),
+        }],
+        last_progress: now,
+        stall_limit: Duration::from_secs(10),
+        now,
+    });
+    let h = HealthView::from(&verdict);
+    assert_eq!(
+        h.failing,
+        ["uplink-not-attached:eth1", "peer-not-established:leaf2"]
+    );
     golden(
         "stats-health.txt",
         &(render::stats(&s) + &render::health(&h)),

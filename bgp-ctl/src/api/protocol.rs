@@ -145,6 +145,13 @@ pub struct NeighborSummary {
     pub advertised: u64,
     /// Last error, e.g. `sent NOTIFICATION Hold Timer Expired` or `connect: refused`.
     pub last_error: Option<String>,
+    /// Accepted from a dynamic-neighbor range (not configured one by one).
+    #[serde(default)]
+    pub dynamic: bool,
+    /// Seconds since the peer was configured (daemon start, the reload that added it,
+    /// or the accepted connection of a dynamic neighbor).
+    #[serde(default)]
+    pub configured_secs: u64,
 }
 
 /// One neighbor in detail.
@@ -322,8 +329,23 @@ pub struct HealthView {
     pub ready: bool,
     /// Alive.
     pub live: bool,
-    /// Failing conditions, each with a stable name first (`peer-not-established:leaf1 ...`).
+    /// The stable names of the failing conditions (`peer-not-established:leaf1`,
+    /// `uplink-not-attached:eth0`, ...), for scripts.
     pub failing: Vec<String>,
+    /// The verdict in one line for people and probes (`ready: ...` or `not ready: ...`
+    /// naming each failing condition and why).
+    pub line: String,
+}
+
+impl From<&crate::health::Health> for HealthView {
+    fn from(h: &crate::health::Health) -> Self {
+        HealthView {
+            ready: h.ready && h.live,
+            live: h.live,
+            failing: h.failing.iter().map(|c| c.name()).collect(),
+            line: h.one_line(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -324,13 +324,9 @@ pub fn reload(r: &ReloadReport) -> String {
     o
 }
 
-/// `health`: one line.
+/// `health`: one line, naming every failing condition.
 pub fn health(h: &HealthView) -> String {
-    if h.ready {
-        "ready\n".to_string()
-    } else {
-        format!("not ready: {}\n", h.failing.join("; "))
-    }
+    format!("{}\n", h.line)
 }
 
 #[cfg(test)]

@@ -72,6 +72,9 @@ pub struct Config {
     /// Metrics and health endpoints.
     #[serde(default)]
     pub http: Http,
+    /// Readiness settings.
+    #[serde(default)]
+    pub health: Health,
 }
 
 /// Listening sockets.
@@ -446,6 +449,30 @@ impl Default for Api {
     fn default() -> Self {
         Api {
             socket: Api::default_socket(),
+        }
+    }
+}
+
+/// Readiness (`bgp-ctl health`, `/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Health {
+    /// Seconds a configured peer may take to reach Established (from the daemon's
+    /// start, or the reload that added or reset it) before the agent reports not ready.
+    #[serde(default = "Health::default_peer_startup_grace")]
+    pub peer_startup_grace: u32,
+}
+
+impl Health {
+    fn default_peer_startup_grace() -> u32 {
+        60
+    }
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            peer_startup_grace: Health::default_peer_startup_grace(),
         }
     }
 }

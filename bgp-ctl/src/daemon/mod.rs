@@ -8,6 +8,7 @@ mod fib_task;
 mod memory;
 mod pod_links;
 mod pods;
+mod probe;
 mod reload;
 mod specs;
 
@@ -20,7 +21,7 @@ use tracing::{info, warn};
 use crate::{
     api::{
         Reply, Request,
-        protocol::{HealthView, ReloadReport},
+        protocol::ReloadReport,
         server::{self, Handler, ReplySink},
     },
     bfd::{BfdManager, BfdState},
@@ -162,11 +163,20 @@ async fn serve(c: config::Config, path: &Path) -> Result<()> {
     let socket = server::bind(&c.api.socket)
         .with_context(|| format!("control socket {}", c.api.socket.display()))?;
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let probe = probe::Probe::new(
+        cmd_tx.clone(),
+        query_tx.clone(),
+        attached.iter().map(|a| (a.0.clone(), mode)).collect(),
+        Duration::from_secs(u64::from(c.health.peer_startup_grace)),
+    );
+    if let Some(listen) = c.http.listen {
+        probe.clone().serve_http(listen).await?;
+    }
     let handler = Arc::new(Api {
         speaker: cmd_tx.clone(),
         fib: query_tx,
         reload: reload_tx.clone(),
-        uplinks: attached.iter().map(|a| a.0.clone()).collect(),
+        probe,
     });
     tokio::spawn(server::serve(socket, handler));
     info!(
@@ -247,7 +257,7 @@ struct Api {
     speaker: mpsc::Sender<Command>,
     fib: mpsc::Sender<FibQuery>,
     reload: mpsc::Sender<ReloadRequest>,
-    uplinks: Vec<String>,
+    probe: probe::Probe,
 }
 
 impl Handler for Api {
@@ -260,29 +270,7 @@ impl Handler for Api {
                 .is_ok(),
             Request::ShowStats => self.fib.send(FibQuery::Stats(out.clone())).await.is_ok(),
             Request::Health => {
-                let (tx, mut rx) = mpsc::channel(64);
-                let ok = self
-                    .speaker
-                    .send(Command::Request(Request::ShowNeighbors, tx))
-                    .await
-                    .is_ok();
-                let mut failing = Vec::new();
-                while let Some(r) = rx.recv().await {
-                    if let Reply::Neighbor(n) = r
-                        && n.state != "Established"
-                    {
-                        failing.push(format!(
-                            "peer-not-established:{} ({} for {}s)",
-                            n.name, n.state, n.since_secs
-                        ));
-                    }
-                }
-                let _ = &self.uplinks;
-                let view = HealthView {
-                    ready: ok && failing.is_empty(),
-                    live: ok,
-                    failing,
-                };
+                let view = self.probe.health().await;
                 let _ = out.send(Reply::Health(view)).await;
                 true
             }

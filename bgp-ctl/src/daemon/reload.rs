@@ -155,6 +155,7 @@ fn not_applied(old: &Config, new: &Config) -> Vec<String> {
     check(old.dataplane != new.dataplane, "dataplane");
     check(old.api != new.api, "api");
     check(old.http != new.http, "http");
+    check(old.health != new.health, "health");
     check(old.bfd != new.bfd, "bfd");
     out
 }

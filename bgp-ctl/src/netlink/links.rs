@@ -7,7 +7,7 @@ use netlink_packet_route::{
 
 use super::{
     NetlinkError,
-    socket::Received,
+    socket::{NetlinkSocket, Received},
     watch::{self, Event, KernelTable, Mirror, Watch, WatchOptions},
 };
 
@@ -164,6 +164,48 @@ pub fn watch_links(options: &WatchOptions) -> Result<Watch<Link>, NetlinkError> 
         },
         options,
     )
+}
+
+/// How an XDP program is attached to an interface (`IFLA_XDP_ATTACHED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpAttachment {
+    /// In the driver (native XDP).
+    Driver,
+    /// Generic XDP, on the socket buffer.
+    Skb,
+    /// Offloaded to the NIC.
+    Hardware,
+    /// More than one mode at once.
+    Multiple,
+}
+
+/// The XDP attachment of `message`'s interface, `None` when it has none.
+fn xdp_attachment(message: &LinkMessage) -> Option<XdpAttachment> {
+    use netlink_packet_route::link::{LinkXdp, XdpAttached};
+    message.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Xdp(xdp) => xdp.iter().find_map(|x| match x {
+            LinkXdp::Attached(XdpAttached::Driver) => Some(XdpAttachment::Driver),
+            LinkXdp::Attached(XdpAttached::SocketBuffer) => Some(XdpAttachment::Skb),
+            LinkXdp::Attached(XdpAttached::Hardware) => Some(XdpAttachment::Hardware),
+            LinkXdp::Attached(XdpAttached::Multiple) => Some(XdpAttachment::Multiple),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+/// The XDP attachment of every interface that has one, by name: what the kernel says
+/// now (readiness checks it rather than trusting what the daemon did at start).
+pub async fn xdp_attachments() -> Result<Vec<(String, XdpAttachment)>, NetlinkError> {
+    let mut socket = NetlinkSocket::requests()?;
+    let dumped = socket.dump("links", dump_request()).await?;
+    Ok(dumped
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some((parse_link(l)?.name, xdp_attachment(l)?)),
+            _ => None,
+        })
+        .collect())
 }
 
 #[cfg(test)]

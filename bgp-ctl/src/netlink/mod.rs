@@ -23,7 +23,7 @@ mod watch;
 
 pub use error::NetlinkError;
 pub use kernel_fib::{FibChange, KernelFib, KernelFibConfig, KernelNextHop, KernelRoute};
-pub use links::{Link, OperState, watch_links};
+pub use links::{Link, OperState, XdpAttachment, watch_links, xdp_attachments};
 pub use neighbors::{Neighbor, NeighborResolver, NeighborState, watch_neighbors};
 pub use route_lookup::{Egress, RouteLookup};
 pub use routes::{PodRoute, PodRouteConfig, RT_TABLE_MAIN, watch_pod_routes};

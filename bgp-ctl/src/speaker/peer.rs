@@ -64,6 +64,9 @@ pub(super) struct Peer {
     pub stale_deadline: Option<Instant>,
     /// Last BFD state reported (`None` before the first report).
     pub bfd_up: Option<bool>,
+    /// When it was configured (added at start or by a reload, or accepted from a
+    /// dynamic range): readiness gives it a startup grace from then.
+    pub configured_at: Instant,
 }
 
 impl Peer {
@@ -79,6 +82,7 @@ impl Peer {
             max_prefix_warned: false,
             stale: Vec::new(),
             stale_deadline: None,
+            configured_at: Instant::now(),
             bfd_up: None,
         }
     }

@@ -333,6 +333,10 @@ impl Speaker {
         if sent.is_err() {
             warn!("peer {name}: its session task has ended");
         }
+        if !reset.is_empty() || (enabled_changed && enabled) {
+            // Readiness gives the new session its startup grace again.
+            p.configured_at = std::time::Instant::now();
+        }
         if !reset.is_empty() {
             what.push(format!("{} changed: session reset", reset.join(", ")));
             report.sessions_reset.push(name.clone());

@@ -69,6 +69,8 @@ pub(super) fn summary(p: &Peer, rib: &Rib) -> NeighborSummary {
         accepted,
         advertised,
         last_error: stats.last_error.map(last_error),
+        dynamic: p.dynamic.is_some(),
+        configured_secs: p.configured_at.elapsed().as_secs(),
     }
 }
 
