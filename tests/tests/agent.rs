@@ -991,3 +991,133 @@ families = ["ipv4-unicast"]
     ensure!(flaps(&agent, "leaf1")? == 0, "the session was reset");
     Ok(())
 }
+
+// ---- reload: pod CIDRs and dynamic-neighbor ranges ----
+
+/// The node's config with `pod-cidrs` and, when `range` is set, a dynamic-neighbor
+/// range accepting AS 65001 from it.
+fn pods_and_range(pod_cidrs: &str, range: Option<&str>) -> String {
+    let mut s = format!("[origination]\npod-cidrs = [{pod_cidrs}]\n");
+    if let Some(range) = range {
+        s.push_str(&format!(
+            "[[dynamic-neighbors]]\nname = \"leaves\"\nrange = \"{range}\"\n\
+             remote-asn-range = \"65001\"\nimport = \"accept-all\"\nexport = \"accept-all\"\n\
+             families = [\"ipv4-unicast\"]\n"
+        ));
+    }
+    node_config(&s)
+}
+
+/// The `changes` of a `bgp-ctl reload` answer.
+fn reload(agent: &Agent) -> Result<Vec<String>> {
+    let report = agent.request(&["reload"])?;
+    let report = report.first().context("no reload report")?;
+    println!("reload: {report}");
+    Ok(report["changes"]
+        .as_array()
+        .context("changes")?
+        .iter()
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .collect())
+}
+
+#[test]
+fn reload_moves_pod_cidrs_and_adds_and_removes_dynamic_ranges() -> Result<()> {
+    let (node, leaf) = node_and_leaf()?;
+    // Two pods, one in each CIDR the config will name.
+    for (dev, prefix) in [("pod5", "10.244.1.5/32"), ("pod6", "10.245.1.6/32")] {
+        let peer = format!("{dev}c");
+        node.ip(&["link", "add", dev, "type", "veth", "peer", "name", &peer])?;
+        node.ip(&["link", "set", dev, "up"])?;
+        node.ip(&["link", "set", &peer, "up"])?;
+        node.ip(&["route", "add", prefix, "dev", dev, "scope", "link"])?;
+    }
+    // FRR connects to the node; the node only listens, from its dynamic range.
+    let frr = Frr::start_with(
+        &leaf,
+        &format!(
+            "frr defaults traditional\nhostname leaf\n\
+             router bgp {LEAF1_AS}\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n\
+             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n"
+        ),
+        FrrOptions {
+            zebra: false,
+            ..FrrOptions::default()
+        },
+    )?;
+    let agent = Agent::start(
+        &node,
+        &pods_and_range("\"10.244.0.0/16\"", Some("192.0.2.0/24")),
+    )?;
+    frr.wait_established("192.0.2.11", TIMEOUT)
+        .with_context(|| format!("daemon log:\n{}", agent.log()))?;
+    let since = Instant::now();
+    frr_sees(&frr, Family::Ipv4, "10.244.1.5/32", true, since)?;
+    ensure!(
+        !frr.routes(Family::Ipv4)?.contains_key("10.245.1.6/32"),
+        "a route outside the pod CIDRs was originated"
+    );
+    let dynamic = agent
+        .request(&["show", "neighbors"])?
+        .into_iter()
+        .find(|n| n["dynamic"] == true)
+        .context("no dynamic neighbor")?;
+    let name = dynamic["name"].as_str().context("name")?.to_string();
+    ensure!(dynamic["address"] == "192.0.2.1", "{dynamic}");
+
+    // 1. The pod CIDR moves: the pod in the new one is originated, the other withdrawn,
+    //    and the session stays up.
+    agent.write_config(&pods_and_range("\"10.245.0.0/16\"", Some("192.0.2.0/24")))?;
+    let changes = reload(&agent)?;
+    ensure!(
+        changes
+            .iter()
+            .any(|c| c.starts_with("origination pod-cidrs:")),
+        "{changes:?}"
+    );
+    let since = Instant::now();
+    frr_sees(&frr, Family::Ipv4, "10.245.1.6/32", true, since)?;
+    frr_sees(&frr, Family::Ipv4, "10.244.1.5/32", false, since)?;
+    ensure!(
+        agent.neighbor_state(&name)? == "Established",
+        "the dynamic session went down on a pod CIDR change"
+    );
+
+    // 2. The range goes: its session is shut down and the neighbor forgotten.
+    agent.write_config(&pods_and_range("\"10.245.0.0/16\"", None))?;
+    let changes = reload(&agent)?;
+    ensure!(
+        changes
+            .iter()
+            .any(|c| c == "dynamic-neighbors leaves: removed"),
+        "{changes:?}"
+    );
+    wait_until(TIMEOUT, POLL, || {
+        Ok(frr.neighbor_state("192.0.2.11")? != "Established")
+    })
+    .context("FRR's session stayed up after its range was removed")?;
+    ensure!(
+        agent.neighbor(&name).is_err(),
+        "the dynamic neighbor is still listed"
+    );
+    // FRR keeps trying and is refused while no range covers it.
+    std::thread::sleep(Duration::from_secs(3));
+    ensure!(
+        frr.neighbor_state("192.0.2.11")? != "Established",
+        "a session came up with no range covering FRR"
+    );
+
+    // 3. The range comes back: FRR's next attempt is accepted.
+    agent.write_config(&pods_and_range("\"10.245.0.0/16\"", Some("192.0.2.0/24")))?;
+    let changes = reload(&agent)?;
+    ensure!(
+        changes
+            .iter()
+            .any(|c| c == "dynamic-neighbors leaves: added"),
+        "{changes:?}"
+    );
+    frr.wait_established("192.0.2.11", TIMEOUT)
+        .with_context(|| format!("daemon log:\n{}", agent.log()))?;
+    frr_sees(&frr, Family::Ipv4, "10.245.1.6/32", true, Instant::now())?;
+    Ok(())
+}
