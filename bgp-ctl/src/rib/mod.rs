@@ -655,6 +655,28 @@ impl Rib {
         }
     }
 
+    /// The Loc-RIB state of each of `prefixes` as changes (`best: None` for a prefix
+    /// not in it), with equal multipath sets shared: what the FIB programmer needs when
+    /// it is handed prefixes to bring up to date rather than the changes themselves.
+    pub fn current(&self, prefixes: impl IntoIterator<Item = IpNet>) -> Vec<RibChange> {
+        let (mut sets, mut members) = (ChangeBuilder::default(), Vec::new());
+        prefixes
+            .into_iter()
+            .map(|prefix| {
+                let prefix = prefix.trunc();
+                let best = match prefix {
+                    IpNet::V4(n) => self.v4.table.find(&n).and_then(|s| {
+                        loc_rib::best_route(&self.v4.table, &self.core, s, &mut sets, &mut members)
+                    }),
+                    IpNet::V6(n) => self.v6.table.find(&n).and_then(|s| {
+                        loc_rib::best_route(&self.v6.table, &self.core, s, &mut sets, &mut members)
+                    }),
+                };
+                RibChange { prefix, best }
+            })
+            .collect()
+    }
+
     /// The longest prefix in the Loc-RIB that covers `prefix` (an address is a /32 or
     /// /128), for `show routes PREFIX`.
     pub fn longest_match(&self, prefix: IpNet) -> Option<(IpNet, BestRoute)> {

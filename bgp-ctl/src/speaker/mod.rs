@@ -7,6 +7,7 @@
 //! (helper side) keeps a peer's routes stale until its End-of-RIB or the restart timer.
 
 mod export;
+mod fib_outbox;
 mod peer;
 mod reconfigure;
 mod show;
@@ -33,6 +34,7 @@ use crate::{
     rib::{PeerId, PeerSession, Rib, RibChange, RibConfig, RouteAttrs},
 };
 
+use fib_outbox::{FIB_CHUNK, Outbox};
 use peer::Peer;
 pub use peer::{DynamicSpec, PeerSpec};
 pub use reconfigure::Reconfiguration;
@@ -41,9 +43,6 @@ pub use suppress::Suppression;
 
 /// Events waiting for the speaker; sessions block (backpressure) when it is full.
 const EVENT_QUEUE: usize = 64;
-/// Most Loc-RIB changes in one work item for the FIB programmer: with its bounded queue,
-/// this bounds the changes in flight between the two.
-const FIB_CHUNK: usize = 4096;
 
 /// What the daemon asks the speaker.
 #[derive(Debug)]
@@ -107,7 +106,7 @@ pub struct Speaker {
     accepted: mpsc::Receiver<(usize, Accepted)>,
     events_tx: mpsc::Sender<SessionEvent>,
     events: mpsc::Receiver<SessionEvent>,
-    fib: mpsc::Sender<Work>,
+    fib: Outbox,
     listener: Option<Arc<bgp::Listener>>,
     /// Static routes added with `route add` (for `route del` to refuse other prefixes).
     statics: Vec<IpNet>,
@@ -139,7 +138,7 @@ impl Speaker {
             accepted,
             events_tx,
             events,
-            fib,
+            fib: Outbox::new(fib),
             listener,
             statics: Vec::new(),
             hold_end_of_rib: false,
@@ -212,9 +211,12 @@ impl Speaker {
 
     /// Runs until `commands` closes.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let fib = self.fib.sender();
         loop {
             let gr_deadline = self.peers.values().filter_map(|p| p.stale_deadline).min();
+            let fib_waiting = self.fib.has_waiting();
             tokio::select! {
+                Ok(permit) = fib.reserve(), if fib_waiting => self.fib.send_waiting(permit, &self.rib),
                 Some(ev) = self.events.recv() => self.on_session_event(ev).await,
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd).await,
@@ -342,7 +344,7 @@ impl Speaker {
                 }
                 if retained.is_empty() {
                     // Shrink the groups before the route changes arrive (no per-route writes).
-                    let _ = self.fib.send(Work::PeerDown(id)).await;
+                    self.fib.push(Work::PeerDown(id));
                 } else {
                     info!(
                         "peer {peer}: graceful restart: keeping its routes ({} families) for up to {restart_time} s",
@@ -517,12 +519,10 @@ impl Speaker {
                 Err(e) => warn!("peer {addr}: export: {e}"),
             }
         }
-        let mut changes = changes.into_iter();
-        loop {
-            let chunk: Vec<RibChange> = changes.by_ref().take(FIB_CHUNK).collect();
-            if chunk.is_empty() || self.fib.send(Work::Changes(chunk)).await.is_err() {
-                break;
-            }
+        self.fib.push_changes(changes);
+        let limit = Outbox::limit(&self.rib);
+        if self.fib.waiting() > limit {
+            self.fib.drain_until_under_limit(&self.rib, limit).await;
         }
     }
 
@@ -593,7 +593,7 @@ impl Speaker {
 
     async fn originate(&mut self, prefix: IpNet, target: LocalTarget) {
         let prefix = prefix.trunc();
-        let _ = self.fib.send(Work::LocalTarget(prefix, Some(target))).await;
+        self.fib.push(Work::LocalTarget(prefix, Some(target)));
         let next_hop = match prefix {
             IpNet::V4(_) => MpNextHop::Ipv4(Ipv4Addr::UNSPECIFIED),
             IpNet::V6(_) => MpNextHop::Ipv6 {
@@ -616,7 +616,7 @@ impl Speaker {
         let prefix = prefix.trunc();
         let changes = self.rib.withdraw_local(&[prefix]);
         self.publish(changes).await;
-        let _ = self.fib.send(Work::LocalTarget(prefix, None)).await;
+        self.fib.push(Work::LocalTarget(prefix, None));
     }
 
     async fn on_dynamic(&mut self, range: usize, acc: Accepted) {

@@ -425,7 +425,7 @@ impl Speaker {
             return Ok(());
         };
         let old_id = p.id;
-        let _ = self.fib.send(Work::PeerDown(old_id)).await;
+        self.fib.push(Work::PeerDown(old_id));
         let changes = self.rib.remove_peer(old_id)?;
         self.publish(changes).await;
         self.by_id.remove(&old_id);
@@ -446,7 +446,7 @@ impl Speaker {
             let _ = l.remove_peer(addr);
         }
         // Its next hops leave the groups first: no per-route map writes.
-        let _ = self.fib.send(Work::PeerDown(p.id)).await;
+        self.fib.push(Work::PeerDown(p.id));
         match self.rib.remove_peer(p.id) {
             Ok(changes) => self.publish(changes).await,
             Err(e) => warn!("peer {addr}: {e}"),
