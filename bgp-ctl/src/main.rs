@@ -90,6 +90,7 @@ enum ShowCommand {
     /// Example: bgp-ctl show routes 10.244.2.0/24
     Routes {
         /// A prefix or address (longest match); all routes when absent.
+        #[arg(value_parser = prefix_or_address)]
         prefix: Option<ipnet::IpNet>,
         #[command(flatten)]
         client: Client,
@@ -99,6 +100,7 @@ enum ShowCommand {
     /// Example: bgp-ctl show fib 10.244.2.5/32
     Fib {
         /// A prefix or address (longest match); everything when absent.
+        #[arg(value_parser = prefix_or_address)]
         prefix: Option<ipnet::IpNet>,
         #[command(flatten)]
         client: Client,
@@ -463,4 +465,11 @@ fn wait_for_termination() {
         let mut sig = 0;
         libc::sigwait(&set, &mut sig);
     }
+}
+
+/// `10.244.2.0/24`, or an address (`10.244.2.5`, `fd00::5`) as its host prefix.
+fn prefix_or_address(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is neither a prefix (10.244.2.0/24) nor an address"))
 }
