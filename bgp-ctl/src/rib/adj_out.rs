@@ -171,8 +171,11 @@ impl<'a> Exporter<'a> {
         table: &PrefixTable<P>,
         adj_out: &mut AdjRibOut<P>,
         prefix: P,
+        hint: u32,
     ) {
-        let best = table.find(&prefix).and_then(|slot| best_of(table, slot));
+        let best = table
+            .find_hinted(&prefix, hint)
+            .and_then(|slot| best_of(table, slot));
         self.export_best(adj_out, prefix, best);
     }
 

@@ -41,13 +41,40 @@ pub struct BestRoute {
 }
 
 /// A change of the Loc-RIB.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RibChange {
     /// The prefix.
     pub prefix: IpNet,
     /// The new route, `None` when the prefix left the Loc-RIB.
     pub best: Option<BestRoute>,
+    /// Where the prefix was in its table when the change was made ([`NO_SLOT`] if
+    /// unknown): finding it again there costs no hash probe. Only a hint: checked
+    /// before use (the slot may have been freed or reused since).
+    pub(crate) slot: u32,
 }
+
+/// [`RibChange::slot`]: no hint.
+pub(crate) const NO_SLOT: u32 = u32::MAX;
+
+impl RibChange {
+    /// A change of `prefix` to `best`.
+    pub fn new(prefix: IpNet, best: Option<BestRoute>) -> Self {
+        RibChange {
+            prefix,
+            best,
+            slot: NO_SLOT,
+        }
+    }
+}
+
+// The slot is a lookup hint, not part of what changed.
+impl PartialEq for RibChange {
+    fn eq(&self, other: &Self) -> bool {
+        self.prefix == other.prefix && self.best == other.best
+    }
+}
+
+impl Eq for RibChange {}
 
 /// Collects the changes of one operation, sharing equal multipath sets.
 #[derive(Debug, Default)]

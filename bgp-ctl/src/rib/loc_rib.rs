@@ -90,6 +90,7 @@ pub(crate) fn decide<P: RibPrefix>(
         changes.push(RibChange {
             prefix: table.prefix(slot).into(),
             best,
+            slot,
         });
     }
     table.remove_if_empty(slot);

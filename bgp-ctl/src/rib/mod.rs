@@ -530,8 +530,12 @@ impl Rib {
         let mut exporter = Exporter::new(&mut self.core, peer.0, export);
         for c in changes {
             match c.prefix.trunc() {
-                IpNet::V4(n) if v4_on => exporter.export_prefix(&self.v4.table, &mut out4, n),
-                IpNet::V6(n) if v6_on => exporter.export_prefix(&self.v6.table, &mut out6, n),
+                IpNet::V4(n) if v4_on => {
+                    exporter.export_prefix(&self.v4.table, &mut out4, n, c.slot)
+                }
+                IpNet::V6(n) if v6_on => {
+                    exporter.export_prefix(&self.v6.table, &mut out6, n, c.slot)
+                }
                 _ => {}
             }
         }
@@ -658,21 +662,46 @@ impl Rib {
     /// The Loc-RIB state of each of `prefixes` as changes (`best: None` for a prefix
     /// not in it), with equal multipath sets shared: what the FIB programmer needs when
     /// it is handed prefixes to bring up to date rather than the changes themselves.
-    pub fn current(&self, prefixes: impl IntoIterator<Item = IpNet>) -> Vec<RibChange> {
+    /// Each prefix comes with the slot hint of an earlier change of it
+    /// ([`RibChange::slot`]).
+    pub(crate) fn current(
+        &self,
+        prefixes: impl IntoIterator<Item = (IpNet, u32)>,
+    ) -> Vec<RibChange> {
         let (mut sets, mut members) = (ChangeBuilder::default(), Vec::new());
         prefixes
             .into_iter()
-            .map(|prefix| {
+            .map(|(prefix, hint)| {
                 let prefix = prefix.trunc();
-                let best = match prefix {
-                    IpNet::V4(n) => self.v4.table.find(&n).and_then(|s| {
-                        loc_rib::best_route(&self.v4.table, &self.core, s, &mut sets, &mut members)
-                    }),
-                    IpNet::V6(n) => self.v6.table.find(&n).and_then(|s| {
-                        loc_rib::best_route(&self.v6.table, &self.core, s, &mut sets, &mut members)
-                    }),
+                let (best, slot) = match prefix {
+                    IpNet::V4(n) => match self.v4.table.find_hinted(&n, hint) {
+                        Some(s) => (
+                            loc_rib::best_route(
+                                &self.v4.table,
+                                &self.core,
+                                s,
+                                &mut sets,
+                                &mut members,
+                            ),
+                            s,
+                        ),
+                        None => (None, change::NO_SLOT),
+                    },
+                    IpNet::V6(n) => match self.v6.table.find_hinted(&n, hint) {
+                        Some(s) => (
+                            loc_rib::best_route(
+                                &self.v6.table,
+                                &self.core,
+                                s,
+                                &mut sets,
+                                &mut members,
+                            ),
+                            s,
+                        ),
+                        None => (None, change::NO_SLOT),
+                    },
                 };
-                RibChange { prefix, best }
+                RibChange { prefix, best, slot }
             })
             .collect()
     }

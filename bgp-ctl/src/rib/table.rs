@@ -5,7 +5,7 @@
 //!
 //! One table holds both RIBs, as BIRD and FRR do, because that is what makes a million
 //! routes cheap: a prefix is stored once, in a dense slab of 20-byte slots (IPv4), with
-//! a single path inline; a hash index of 4-byte slot ids finds it. Prefixes with two or
+//! a single path inline; a hash index of slot ids (with 32 bits of their hash) finds it. Prefixes with two or
 //! more paths keep their paths in a side list.
 
 use std::hash::BuildHasher;
@@ -49,10 +49,29 @@ struct Slot<P> {
     paths: Paths,
 }
 
+/// An index entry: the slot id (low 32 bits) and 32 bits of its prefix's hash (high),
+/// so that growing the index rehashes without reading a million slots at random.
+type IndexEntry = u64;
+
+fn entry(slot: u32, h32: u32) -> IndexEntry {
+    u64::from(slot) | (u64::from(h32) << 32)
+}
+
+fn entry_slot(e: IndexEntry) -> u32 {
+    e as u32
+}
+
+/// The table's hash of an entry: its 32 stored bits in both halves (hashbrown picks
+/// buckets with the low bits and its control byte from the top seven).
+fn entry_hash(e: IndexEntry) -> u64 {
+    let h = e >> 32;
+    h | (h << 32)
+}
+
 /// The prefix table of one family.
 #[derive(Debug)]
 pub(crate) struct PrefixTable<P> {
-    index: HashTable<u32>,
+    index: HashTable<IndexEntry>,
     slots: Vec<Slot<P>>,
     free: Vec<u32>,
     lists: Vec<Vec<PathRec>>,
@@ -83,24 +102,39 @@ impl<P: RibPrefix> PrefixTable<P> {
         self.index.len()
     }
 
+    /// 32 bits of `prefix`'s hash.
+    fn h32(&self, prefix: &P) -> u32 {
+        self.hasher.hash_one(prefix.hash_key()) as u32
+    }
+
     /// The slot of `prefix`, if present.
     pub fn find(&self, prefix: &P) -> Option<u32> {
-        let hash = self.hasher.hash_one(prefix.hash_key());
+        let h = self.h32(prefix);
         let slots = &self.slots;
         self.index
-            .find(hash, |&i| slots[i as usize].prefix == *prefix)
-            .copied()
+            .find(entry_hash(entry(0, h)), |&e| {
+                (e >> 32) as u32 == h && slots[entry_slot(e) as usize].prefix == *prefix
+            })
+            .map(|&e| entry_slot(e))
+    }
+
+    /// The slot of `prefix`, looked at first in `hint` (a slot it had: free or reused
+    /// since, the index is probed as by [`Self::find`]).
+    pub fn find_hinted(&self, prefix: &P, hint: u32) -> Option<u32> {
+        match self.slots.get(hint as usize) {
+            Some(s) if s.prefix == *prefix && !matches!(s.paths, Paths::Empty) => Some(hint),
+            _ => self.find(prefix),
+        }
     }
 
     /// The slot of `prefix`, created empty if absent.
     pub fn find_or_insert(&mut self, prefix: P) -> u32 {
-        let hash = self.hasher.hash_one(prefix.hash_key());
+        let h = self.h32(&prefix);
         let slots = &mut self.slots;
-        if let Some(&i) = self
-            .index
-            .find(hash, |&i| slots[i as usize].prefix == prefix)
-        {
-            return i;
+        if let Some(&e) = self.index.find(entry_hash(entry(0, h)), |&e| {
+            (e >> 32) as u32 == h && slots[entry_slot(e) as usize].prefix == prefix
+        }) {
+            return entry_slot(e);
         }
         let slot = Slot {
             prefix,
@@ -117,10 +151,8 @@ impl<P: RibPrefix> PrefixTable<P> {
                 (slots.len() - 1) as u32
             }
         };
-        let hasher = &self.hasher;
-        self.index.insert_unique(hash, id, |&i| {
-            hasher.hash_one(slots[i as usize].prefix.hash_key())
-        });
+        self.index
+            .insert_unique(entry_hash(entry(0, h)), entry(id, h), |&e| entry_hash(e));
         if let Some(n) = self.by_len.get_mut(usize::from(prefix.len())) {
             *n += 1;
         }
@@ -134,8 +166,11 @@ impl<P: RibPrefix> PrefixTable<P> {
             return;
         }
         let prefix = s.prefix;
-        let hash = self.hasher.hash_one(prefix.hash_key());
-        if let Ok(e) = self.index.find_entry(hash, |&i| i == slot) {
+        let h = self.h32(&prefix);
+        if let Ok(e) = self
+            .index
+            .find_entry(entry_hash(entry(0, h)), |&e| entry_slot(e) == slot)
+        {
             e.remove();
             self.free.push(slot);
             if let Some(n) = self.by_len.get_mut(usize::from(prefix.len())) {
@@ -302,6 +337,33 @@ mod tests {
         // The memory budget rests on these sizes.
         assert_eq!(std::mem::size_of::<PathRec>(), 12);
         assert!(std::mem::size_of::<Slot<Ipv4Net>>() <= 24);
+    }
+
+    #[test]
+    fn a_slot_hint_is_used_only_while_it_still_holds_the_prefix() {
+        let mut store = AttrStore::new();
+        let mut t = PrefixTable::<Ipv4Net>::default();
+        let (a, b): (Ipv4Net, Ipv4Net) = (
+            "10.1.0.0/16".parse().unwrap(),
+            "10.2.0.0/16".parse().unwrap(),
+        );
+        let sa = t.find_or_insert(a);
+        t.upsert(sa, rec(&mut store, 1));
+        assert_eq!(t.find_hinted(&a, sa), Some(sa));
+        assert_eq!(t.find_hinted(&a, 12345), Some(sa), "a bad hint falls back");
+        // a goes; its slot is reused by b; a comes back elsewhere.
+        t.take(sa, 1);
+        t.remove_if_empty(sa);
+        assert_eq!(t.find_hinted(&a, sa), None, "a freed slot is no hint");
+        let sb = t.find_or_insert(b);
+        t.upsert(sb, rec(&mut store, 2));
+        assert_eq!(sb, sa);
+        assert_eq!(t.find_hinted(&a, sa), None);
+        assert_eq!(t.find_hinted(&b, sa), Some(sb));
+        let sa2 = t.find_or_insert(a);
+        t.upsert(sa2, rec(&mut store, 1));
+        assert_ne!(sa2, sa);
+        assert_eq!(t.find_hinted(&a, sa), Some(sa2));
     }
 
     #[test]

@@ -36,10 +36,10 @@ const MIN_LIMIT: usize = 1 << 16;
 
 /// One waiting item.
 enum Pending {
-    /// Bring this prefix up to date from the Loc-RIB.
-    Prefix(IpNet),
-    /// Work sent as is.
-    Work(Work),
+    /// Bring this prefix up to date from the Loc-RIB (where it was: a lookup hint).
+    Prefix(IpNet, u32),
+    /// Work sent as is (boxed: a waiting prefix then takes 24 bytes, not 40).
+    Work(Box<Work>),
 }
 
 /// The speaker's end of the programmer's queue, with what did not fit in it yet.
@@ -94,7 +94,7 @@ impl Outbox {
                     Ok(()) => {}
                     Err(TrySendError::Full(Work::Changes(chunk))) => {
                         self.waiting
-                            .extend(chunk.into_iter().map(|c| Pending::Prefix(c.prefix)));
+                            .extend(chunk.into_iter().map(|c| Pending::Prefix(c.prefix, c.slot)));
                         break;
                     }
                     // The programmer has stopped (the daemon is ending).
@@ -103,7 +103,7 @@ impl Outbox {
             }
         }
         self.waiting
-            .extend(changes.map(|c| Pending::Prefix(c.prefix)));
+            .extend(changes.map(|c| Pending::Prefix(c.prefix, c.slot)));
     }
 
     /// Hands over `work` (not [`Work::Changes`]: see [`Outbox::push_changes`]).
@@ -113,12 +113,14 @@ impl Outbox {
             match self.tx.try_send(work) {
                 Ok(()) | Err(TrySendError::Closed(_)) => {}
                 Err(TrySendError::Full(work)) if urgent => {
-                    self.waiting.push_front(Pending::Work(work));
+                    self.waiting.push_front(Pending::Work(Box::new(work)));
                 }
-                Err(TrySendError::Full(work)) => self.waiting.push_back(Pending::Work(work)),
+                Err(TrySendError::Full(work)) => {
+                    self.waiting.push_back(Pending::Work(Box::new(work)))
+                }
             }
         } else {
-            self.waiting.push_back(Pending::Work(work));
+            self.waiting.push_back(Pending::Work(Box::new(work)));
         }
     }
 
@@ -127,13 +129,13 @@ impl Outbox {
     pub fn send_waiting(&mut self, permit: mpsc::Permit<'_, Work>, rib: &Rib) {
         let work = match self.waiting.pop_front() {
             None => return,
-            Some(Pending::Work(w)) => w,
-            Some(Pending::Prefix(first)) => {
-                let mut prefixes = vec![first];
+            Some(Pending::Work(w)) => *w,
+            Some(Pending::Prefix(first, hint)) => {
+                let mut prefixes = vec![(first, hint)];
                 while prefixes.len() < FIB_CHUNK {
                     match self.waiting.front() {
-                        Some(Pending::Prefix(p)) => {
-                            prefixes.push(*p);
+                        Some(Pending::Prefix(p, hint)) => {
+                            prefixes.push((*p, *hint));
                             self.waiting.pop_front();
                         }
                         _ => break,
@@ -167,6 +169,11 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn a_waiting_prefix_takes_24_bytes() {
+        assert_eq!(std::mem::size_of::<Pending>(), 24);
+    }
 
     use bgp_wire::{MpNextHop, Origin, PathAttributes};
 
