@@ -35,13 +35,13 @@ fn config(remote: &str, remote_as: u32) -> PeerConfig {
     c
 }
 
-/// Runs a listener on `listen` and a session for `peer` inside `ns` for `window`.
+/// Runs a listener on `listen` and a session for `peer` inside `ns` until `end`.
 fn run_side(
     ns: &Netns,
     listen: &str,
     local: LocalInfo,
     peer: PeerConfig,
-    window: Duration,
+    end: Instant,
 ) -> Result<Outcome> {
     let listen: SocketAddr = listen.parse()?;
     ns.enter(move || -> Result<Outcome> {
@@ -54,7 +54,6 @@ fn run_side(
             let (addr, md5) = (peer.remote_addr, peer.md5_password.clone());
             let handle = Session::spawn(peer, local, tx, true)?;
             listener.add_peer(addr, md5.as_deref(), handle.incoming())?;
-            let end = Instant::now() + window;
             let mut outcome = Outcome {
                 established: false,
                 downs: 0,
@@ -80,9 +79,12 @@ fn run_pair(
     b: (&Netns, &str, LocalInfo, PeerConfig),
     window: Duration,
 ) -> Result<(Outcome, Outcome)> {
+    // One deadline for both: a side that stopped first would shut its session down
+    // (Cease) while the other still counts.
+    let end = Instant::now() + window;
     std::thread::scope(|s| {
-        let ta = s.spawn(|| run_side(a.0, a.1, a.2, a.3, window));
-        let tb = s.spawn(|| run_side(b.0, b.1, b.2, b.3, window));
+        let ta = s.spawn(|| run_side(a.0, a.1, a.2, a.3, end));
+        let tb = s.spawn(|| run_side(b.0, b.1, b.2, b.3, end));
         let ra = ta.join().map_err(|_| anyhow::anyhow!("side A panicked"))?;
         let rb = tb.join().map_err(|_| anyhow::anyhow!("side B panicked"))?;
         Ok((ra.context("side A")?, rb.context("side B")?))
