@@ -73,16 +73,21 @@ pub fn peak_rss_bytes(pid: u32) -> Result<u64> {
 fn status_bytes(pid: u32, field: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    field_bytes(&status, field).with_context(|| format!("{path} (a zombie or kernel thread?)"))
+}
+
+/// `field` of a `/proc/<pid>/status` text, in bytes.
+fn field_bytes(status: &str, field: &str) -> Result<u64> {
     let line = status
         .lines()
         .find(|l| l.split(':').next() == Some(field))
-        .ok_or_else(|| anyhow!("no {field} in {path} (a zombie or kernel thread?)"))?;
+        .ok_or_else(|| anyhow!("no {field}"))?;
     let kb: u64 = line[field.len() + 1..]
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .with_context(|| format!("bad {field} line in {path}: {line:?}"))?;
+        .with_context(|| format!("bad {field} line: {line:?}"))?;
     Ok(kb * 1024)
 }
 
@@ -355,7 +360,15 @@ mod tests {
     fn own_rss_is_plausible() {
         let rss = rss_bytes(std::process::id()).unwrap();
         assert!(rss > 100 * 1024, "{rss}");
-        let peak = peak_rss_bytes(std::process::id()).unwrap();
+        assert!(peak_rss_bytes(std::process::id()).unwrap() > 100 * 1024);
+        // From one read: the kernel computes both then (across two reads, memory given
+        // back with madvise in between can leave the high-water mark below an earlier
+        // VmRSS).
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let (rss, peak) = (
+            field_bytes(&status, "VmRSS").unwrap(),
+            field_bytes(&status, "VmHWM").unwrap(),
+        );
         assert!(peak >= rss, "peak {peak} < current {rss}");
         assert!(status_bytes(std::process::id(), "VmNoSuchField").is_err());
     }
