@@ -1121,3 +1121,78 @@ fn reload_moves_pod_cidrs_and_adds_and_removes_dynamic_ranges() -> Result<()> {
     frr_sees(&frr, Family::Ipv4, "10.245.1.6/32", true, Instant::now())?;
     Ok(())
 }
+
+// ---- neighbor entries ----
+
+/// The kind of the first member of `prefix`'s route in the FIB (`forward`, `unresolved`).
+fn fib_member_kind(agent: &Agent, prefix: &str) -> Result<String> {
+    let fib = agent.request(&["show", "fib", prefix])?;
+    let route = fib
+        .first()
+        .with_context(|| format!("{prefix} not in the FIB"))?;
+    Ok(route["members"][0]["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+#[test]
+fn a_neighbor_entry_deleted_by_hand_is_resolved_again() -> Result<()> {
+    let (node, leaf) = node_and_leaf()?;
+    // The route's next hop is a second address of the leaf that nothing but forwarded
+    // traffic goes to: the kernel has no reason of its own to resolve it.
+    leaf.ip(&["addr", "add", "192.0.2.2/24", "dev", "l0"])?;
+    let frr = Frr::start_with(
+        &leaf,
+        &format!(
+            "frr defaults traditional\nhostname leaf\n\
+             router bgp {LEAF1_AS}\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
+             no bgp network import-check\n\
+             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
+             address-family ipv4 unicast\n  network 100.64.1.0/24\n  \
+             neighbor 192.0.2.11 route-map NH out\n exit-address-family\n\
+             route-map NH permit 10\n set ip next-hop 192.0.2.2\n"
+        ),
+        FrrOptions {
+            zebra: false,
+            ..FrrOptions::default()
+        },
+    )?;
+    let agent = Agent::start(
+        &node,
+        &node_config(
+            r#"
+[[peer]]
+name = "leaf1"
+address = "192.0.2.1"
+remote-asn = 65001
+import = "accept-all"
+export = "accept-all"
+families = ["ipv4-unicast"]
+"#,
+        ),
+    )?;
+    agent.wait_established("leaf1", TIMEOUT)?;
+    frr.wait_established("192.0.2.11", TIMEOUT)?;
+    wait_until(TIMEOUT, POLL, || {
+        Ok(fib_member_kind(&agent, "100.64.1.0/24").unwrap_or_default() == "forward")
+    })
+    .with_context(|| format!("never forwarding: {:?}", agent.request(&["show", "fib"])))?;
+
+    // Gone from the kernel's table: the daemon asks for it again, and the next hop
+    // forwards again (instead of staying unresolved, every packet to the kernel).
+    node.ip(&["neigh", "del", "192.0.2.2", "dev", "n0"])?;
+    wait_until(TIMEOUT, POLL, || {
+        let shown = node.ip(&["neigh", "show", "192.0.2.2", "dev", "n0"])?;
+        Ok(shown.contains("lladdr")
+            && fib_member_kind(&agent, "100.64.1.0/24").unwrap_or_default() == "forward")
+    })
+    .with_context(|| {
+        format!(
+            "the entry was not resolved again: {:?}; fib {:?}",
+            node.ip(&["neigh", "show", "dev", "n0"]),
+            agent.request(&["show", "fib", "100.64.1.0/24"])
+        )
+    })?;
+    Ok(())
+}

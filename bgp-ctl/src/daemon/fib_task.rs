@@ -149,11 +149,17 @@ async fn run(
                         warn!("neighbor {}: {e}", n.addr);
                     }
                 }
-                Ok(Event::Removed(n)) => {
-                    if let Err(e) = p.neighbor_changed(n.ifindex, n.addr, None) {
-                        warn!("neighbor {}: {e}", n.addr);
+                Ok(Event::Removed(n)) => match p.neighbor_changed(n.ifindex, n.addr, None) {
+                    // Deleted (by hand, or flushed with the link): ask again, or its
+                    // next hop stays unresolved and every packet goes to the kernel.
+                    Ok(true) => {
+                        if resolver.keep_resolved(n.ifindex, n.addr).await.is_err() {
+                            let _ = resolver.request_resolution(n.ifindex, n.addr).await;
+                        }
                     }
-                }
+                    Ok(false) => {}
+                    Err(e) => warn!("neighbor {}: {e}", n.addr),
+                },
                 Ok(Event::Synced) => {}
                 Err(e) => warn!("neighbor watcher: {e}"),
             },

@@ -281,13 +281,14 @@ impl FibProgrammer {
     }
 
     /// A neighbor entry changed (`mac` `None`: unresolved or gone). Rewrites the one next
-    /// hop that uses it, if any.
+    /// hop that uses it, if any; `true` when a next hop uses it (a gone entry must then
+    /// be resolved again: nothing else would ask the kernel).
     pub fn neighbor_changed(
         &mut self,
         ifindex: u32,
         addr: IpAddr,
         mac: Option<[u8; 6]>,
-    ) -> Result<(), FibError> {
+    ) -> Result<bool, FibError> {
         match mac {
             Some(mac) => self.neighbors.insert((ifindex, addr), mac),
             None => self.neighbors.remove(&(ifindex, addr)),
@@ -295,11 +296,12 @@ impl FibProgrammer {
         let key = NextHopKey::Neighbor { ifindex, addr };
         // Before its link is known (the watchers' first dumps come in any order), the
         // entry is left as it is: the link's report rewrites it.
-        if self.links.contains_key(&ifindex) && self.fib.next_hop(&key).is_some() {
+        let used = self.fib.next_hop(&key).is_some();
+        if self.links.contains_key(&ifindex) && used {
             let value = self.next_hop_value(ifindex, addr);
             self.fib.set_next_hop(key, value)?;
         }
-        Ok(())
+        Ok(used)
     }
 
     /// A link appeared or changed (`None`: removed). Rewrites the next hops on it.
