@@ -15,6 +15,12 @@ pub fn build(release: bool) -> Result<()> {
     step("build", &args)
 }
 
+/// Only the agent (`bgp-ctl`, with its XDP program): what the dev fabric runs. The
+/// benches' binaries (with their own BPF generator) are not needed for it.
+pub fn build_agent() -> Result<()> {
+    step("build", &["build", "-p", "bgp-ctl", "--bin", "bgp-ctl"])
+}
+
 /// The whole test suite, in the order that fails fastest.
 pub fn test() -> Result<()> {
     step("rustfmt", &["fmt", "--all", "--check"])?;

@@ -100,7 +100,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Run(opts) => {
             setup_if_missing(Need::Everything)?;
-            cargo::build(false)?;
+            cargo::build_agent()?;
             fabric::run(&opts)
         }
         Cmd::Test => {
@@ -114,7 +114,7 @@ fn run(cli: Cli) -> Result<()> {
                 Bench::Dataplane => cargo::bench("dataplane"),
                 Bench::Agent(opts) => bench_agent::run(&opts),
                 Bench::Fabric => {
-                    cargo::build(false)?;
+                    cargo::build_agent()?;
                     bench_fabric::run()
                 }
             }
