@@ -351,8 +351,18 @@ impl Speaker {
                         retained.len()
                     );
                 }
+                let started = Instant::now();
                 match self.rib.peer_down(id, &retained) {
-                    Ok(changes) => self.publish(changes).await,
+                    Ok(changes) => {
+                        let n = changes.len();
+                        self.publish(changes).await;
+                        if n > 0 {
+                            info!(
+                                "peer {peer}: down: {n} Loc-RIB changes in {:.1} ms",
+                                started.elapsed().as_secs_f64() * 1e3
+                            );
+                        }
+                    }
                     Err(e) => warn!("peer {peer}: {e}"),
                 }
                 if self.peers.get(&peer).is_some_and(|p| p.dynamic.is_some()) {
