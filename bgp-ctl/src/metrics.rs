@@ -110,6 +110,7 @@ pub fn render(neighbors: &[NeighborSummary], stats: Option<&StatsView>, health: 
     );
     for (table, n) in [
         ("routes", s.tables.routes),
+        ("local_addresses", s.tables.local_addresses),
         ("groups", s.tables.groups),
         ("next_hops", s.tables.next_hops),
     ] {
@@ -192,6 +193,7 @@ mod tests {
             attached: vec![("eth0".into(), "driver".into())],
             tables: TableCounts {
                 routes: 5,
+                local_addresses: 6,
                 groups: 2,
                 next_hops: 3,
             },

@@ -121,30 +121,47 @@ fn routes() -> Vec<RouteView> {
 }
 
 fn fib() -> Vec<FibView> {
-    vec![FibView {
-        prefix: "10.244.2.0/24".parse().unwrap(),
-        group: 3,
-        members: vec![
-            FibMemberView {
-                kind: "forward".into(),
-                address: Some("192.168.1.1".parse().unwrap()),
-                interface: Some("eth0".into()),
-                src_mac: Some("52:54:00:00:00:01".into()),
-                dst_mac: Some("52:54:00:00:01:01".into()),
-                mtu: Some(1500),
-                buckets: 128,
-            },
-            FibMemberView {
-                kind: "unresolved".into(),
-                address: Some("192.168.2.1".parse().unwrap()),
-                interface: Some("eth1".into()),
+    vec![
+        FibView {
+            prefix: "10.244.2.0/24".parse().unwrap(),
+            local_address: false,
+            group: 3,
+            members: vec![
+                FibMemberView {
+                    kind: "forward".into(),
+                    address: Some("192.168.1.1".parse().unwrap()),
+                    interface: Some("eth0".into()),
+                    src_mac: Some("52:54:00:00:00:01".into()),
+                    dst_mac: Some("52:54:00:00:01:01".into()),
+                    mtu: Some(1500),
+                    buckets: 128,
+                },
+                FibMemberView {
+                    kind: "unresolved".into(),
+                    address: Some("192.168.2.1".parse().unwrap()),
+                    interface: Some("eth1".into()),
+                    src_mac: None,
+                    dst_mac: None,
+                    mtu: Some(1500),
+                    buckets: 128,
+                },
+            ],
+        },
+        FibView {
+            prefix: "192.168.1.11/32".parse().unwrap(),
+            local_address: true,
+            group: 1,
+            members: vec![FibMemberView {
+                kind: "local".into(),
+                address: None,
+                interface: None,
                 src_mac: None,
                 dst_mac: None,
-                mtu: Some(1500),
-                buckets: 128,
-            },
-        ],
-    }]
+                mtu: None,
+                buckets: 256,
+            }],
+        },
+    ]
 }
 
 #[test]
@@ -208,6 +225,7 @@ fn stats() -> StatsView {
         attached: vec![("eth0".into(), "driver".into())],
         tables: TableCounts {
             routes: 100_002,
+            local_addresses: 7,
             groups: 3,
             next_hops: 4,
         },

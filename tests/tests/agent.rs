@@ -349,10 +349,14 @@ fn loc_rib(agent: &Agent) -> Result<BTreeMap<IpNet, BTreeSet<IpAddr>>> {
     Ok(out)
 }
 
-/// Prefix -> the next hops of its group, from `show fib`.
+/// Prefix -> the next hops of its group, from `show fib`: the routes, not the node's
+/// own addresses (which are no Loc-RIB routes).
 fn fib(agent: &Agent) -> Result<BTreeMap<IpNet, BTreeSet<IpAddr>>> {
     let mut out = BTreeMap::new();
     for f in agent.request(&["show", "fib"])? {
+        if f["local_address"] == true {
+            continue;
+        }
         let prefix: IpNet = f["prefix"].as_str().context("prefix")?.parse()?;
         let hops: BTreeSet<IpAddr> = f["members"]
             .as_array()

@@ -446,6 +446,105 @@ fn a_next_hop_rewrite_moves_every_route_through_it() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The node's own addresses go to the kernel ahead of any route: a covering default
+/// route and a route for the address itself lose to its local entry; removing the entry
+/// puts the route back; a re-opened `Fib` (a restarted daemon) adopts the entries as
+/// local addresses, not as routes.
+#[test]
+fn local_addresses_win_over_covering_and_equal_routes() -> anyhow::Result<()> {
+    let mut rig = rig()?;
+    let nh = NextHopKey::Neighbor {
+        ifindex: 1,
+        addr: "192.168.1.1".parse()?,
+    };
+    let nh6 = NextHopKey::Neighbor {
+        ifindex: 1,
+        addr: "fe80::1".parse()?,
+    };
+    rig.fib.add_route("0.0.0.0/0".parse()?, &[nh])?;
+    rig.fib.add_route("192.0.2.11/32".parse()?, &[nh])?;
+    rig.fib.add_route("::/0".parse()?, &[nh6])?;
+    let routes = rig.fib.route_count();
+    let to = |dst: &str, ttl: u8| {
+        let mut p = V4::udp(v4("192.0.2.1"), v4(dst), 179, 40000);
+        p.proto = TCP;
+        p.ttl = ttl;
+        p.build()
+    };
+    let to6 = |dst: &str| V6::udp(v6("fe80::2"), v6(dst), 3784, 49152).build();
+    let verdict = |rig: &Rig, frame: &[u8]| -> anyhow::Result<(u32, u64)> {
+        let before = rig.fib.counters()?.pass_local;
+        let run = rig.dp.run_frame(frame, 1)?;
+        Ok((run.action, rig.fib.counters()?.pass_local - before))
+    };
+    // Without local entries the node's traffic (GTSM: TTL 255) is forwarded away.
+    for f in [
+        to("192.0.2.11", 255),
+        to("192.0.2.12", 255),
+        to("224.0.0.5", 255),
+        to("255.255.255.255", 255),
+        to6("ff02::1:ff00:11"),
+        to6("fd00::11"),
+    ] {
+        assert_eq!(verdict(&rig, &f)?, (XDP_REDIRECT, 0));
+    }
+    for p in [
+        "192.0.2.11/32",
+        "192.0.2.12/32",
+        "fd00::11/128",
+        "224.0.0.0/4",
+        "255.255.255.255/32",
+        "fe80::/10",
+        "ff00::/8",
+    ] {
+        assert!(rig.fib.add_local(p.parse()?)?, "{p}");
+    }
+    assert!(!rig.fib.add_local("192.0.2.12/32".parse()?)?, "added twice");
+    for f in [
+        to("192.0.2.11", 255),
+        to("192.0.2.11", 1),
+        to("192.0.2.12", 255),
+        to("224.0.0.5", 255),
+        to("255.255.255.255", 255),
+        to6("ff02::1:ff00:11"),
+        to6("fe80::1"),
+        to6("fd00::11"),
+    ] {
+        assert_eq!(verdict(&rig, &f)?, (XDP_PASS, 1), "{f:02x?}");
+    }
+    // Others still take the default route.
+    assert_eq!(verdict(&rig, &to("192.0.2.13", 64))?, (XDP_REDIRECT, 0));
+    assert_eq!(
+        rig.fib.route_count(),
+        routes,
+        "local entries counted as routes"
+    );
+    // The Loc-RIB's route for the same /32 comes and goes under the local entry.
+    rig.fib.del_route(&"192.0.2.11/32".parse()?)?;
+    assert_eq!(verdict(&rig, &to("192.0.2.11", 255))?, (XDP_PASS, 1));
+    rig.fib.add_route("192.0.2.11/32".parse()?, &[nh])?;
+    assert_eq!(verdict(&rig, &to("192.0.2.11", 255))?, (XDP_PASS, 1));
+    // A restarted daemon adopts them as local addresses.
+    let reopened = Fib::open(rig._pins.path())?;
+    assert!(reopened.is_local(&"192.0.2.11/32".parse()?));
+    assert!(reopened.is_local(&"ff00::/8".parse()?));
+    assert_eq!(reopened.local_count(), 7);
+    assert_eq!(
+        reopened.route_count(),
+        routes - 1,
+        "the shadowed /32 is not in the maps"
+    );
+    drop(reopened);
+    // Removed: the route under it takes its place, or the covering one.
+    assert!(rig.fib.del_local(&"192.0.2.11/32".parse()?)?);
+    assert!(rig.fib.del_local(&"192.0.2.12/32".parse()?)?);
+    assert!(!rig.fib.del_local(&"192.0.2.12/32".parse()?)?);
+    assert_eq!(verdict(&rig, &to("192.0.2.11", 255))?, (XDP_REDIRECT, 0));
+    assert_eq!(verdict(&rig, &to("192.0.2.12", 255))?, (XDP_REDIRECT, 0));
+    assert_eq!(rig.fib.local_count(), 5);
+    Ok(())
+}
+
 /// The member a forwarded frame went to, from the destination MAC written into it.
 fn member_of(frame: &[u8]) -> u8 {
     frame[5]

@@ -109,6 +109,15 @@ pub struct Route {
     pub flags: u32,
 }
 
+/// [`Route::flags`]: the entry hands one of the node's own addresses (or address space
+/// that is always the node's: IPv6 link-local, multicast, the IPv4 limited broadcast) to
+/// the kernel. Installed from the kernel's address list, not from the Loc-RIB, and ahead
+/// of any route for the same prefix. The program does not read it (the entry's group
+/// holds the local next hop); a restarted `bgp-ctl` adopts such entries as the node's
+/// addresses instead of as routes. A binary that predates the flag adopts them as routes
+/// (removed after its resync), so the flag changes no layout.
+pub const ROUTE_F_LOCAL_ADDRESS: u32 = 1 << 0;
+
 /// The live slot of a group or next hop: an index into `groups` / `next_hops`.
 ///
 /// Writers fill the idle slot, then flip this reference (one aligned 32-bit store), so a

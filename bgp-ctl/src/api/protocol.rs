@@ -247,6 +247,11 @@ pub struct PathView {
 pub struct FibView {
     /// The prefix.
     pub prefix: IpNet,
+    /// One of the node's own addresses (or address space always its own: broadcast,
+    /// multicast, IPv6 link-local), handed to the kernel ahead of any route; not a
+    /// Loc-RIB route.
+    #[serde(default)]
+    pub local_address: bool,
     /// Next-hop group id.
     pub group: u32,
     /// Members of the group.
@@ -290,8 +295,11 @@ pub struct StatsView {
 /// Entries in the dataplane's tables.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableCounts {
-    /// Routes (prefixes).
+    /// Routes (prefixes) of the Loc-RIB.
     pub routes: u64,
+    /// Local-address entries (the node's addresses, broadcast, multicast, link-local).
+    #[serde(default)]
+    pub local_addresses: u64,
     /// Next-hop groups (shared by every route with the same member set).
     pub groups: u64,
     /// Next hops.

@@ -235,7 +235,11 @@ pub fn fib(list: &[FibView]) -> String {
                 } else {
                     String::new()
                 },
-                m.kind.clone(),
+                if f.local_address {
+                    format!("{} (address)", m.kind)
+                } else {
+                    m.kind.clone()
+                },
                 or_dash(m.address),
                 or_dash(m.interface.as_ref()),
                 rewrite,
@@ -278,6 +282,7 @@ pub fn stats(s: &StatsView) -> String {
         &["TABLE", "ENTRIES"],
         &[
             vec!["routes".into(), t.routes.to_string()],
+            vec!["local addresses".into(), t.local_addresses.to_string()],
             vec!["groups".into(), t.groups.to_string()],
             vec!["next hops".into(), t.next_hops.to_string()],
         ],

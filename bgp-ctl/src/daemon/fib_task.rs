@@ -1,5 +1,6 @@
 //! The FIB programmer's thread: applies the speaker's work to the XDP maps, follows the
-//! kernel's neighbors and links, and answers `show fib` and `show stats`.
+//! kernel's neighbors, links and the node's own addresses, and answers `show fib` and
+//! `show stats`.
 //!
 //! Map writes are system calls, so the programmer runs on its own thread (with its own
 //! single-threaded runtime for netlink) and never stalls the speaker.
@@ -18,7 +19,10 @@ use crate::{
         server::ReplySink,
     },
     fib::{Fib, NextHopKey},
-    netlink::{Event, NeighborResolver, RouteLookup, WatchOptions, watch_links, watch_neighbors},
+    netlink::{
+        Event, NeighborResolver, RouteLookup, WatchOptions, watch_addresses, watch_links,
+        watch_neighbors,
+    },
     programmer::{FibProgrammer, LinkInfo, Work},
 };
 
@@ -72,18 +76,23 @@ async fn run(
         warn!("fib programmer: no background RCU barriers, waiting for them inline: {e}");
     }
     let mut p = FibProgrammer::new(fib);
+    // Before any route: broadcast, multicast and link-local are the node's.
+    if let Err(e) = p.install_always_local() {
+        warn!("fib programmer: local entries: {e}");
+    }
     let opts = WatchOptions::default();
-    let (lookup, resolver, neighbors, links) = (
+    let (lookup, resolver, neighbors, links, addresses) = (
         RouteLookup::new(),
         NeighborResolver::new(),
         watch_neighbors(&opts),
         watch_links(&opts),
+        watch_addresses(&opts),
     );
-    let (mut lookup, mut resolver, mut neighbors, mut links) =
-        match (lookup, resolver, neighbors, links) {
-            (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-            (a, b, c, d) => {
-                let e = [a.err(), b.err(), c.err(), d.err()];
+    let (mut lookup, mut resolver, mut neighbors, mut links, mut addresses) =
+        match (lookup, resolver, neighbors, links, addresses) {
+            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
+            (a, b, c, d, e) => {
+                let e = [a.err(), b.err(), c.err(), d.err(), e.err()];
                 warn!("fib programmer: netlink: {e:?}");
                 return;
             }
@@ -180,6 +189,26 @@ async fn run(
                 Ok(Event::Synced) => {}
                 Err(e) => warn!("link watcher: {e}"),
             },
+            Some(ev) = addresses.next() => match ev {
+                Ok(Event::Added(a) | Event::Changed(a)) => {
+                    if let Err(e) = p.address_changed(&a, true) {
+                        warn!("local address {}: {e}", a.addr);
+                    }
+                }
+                Ok(Event::Removed(a)) => {
+                    if let Err(e) = p.address_changed(&a, false) {
+                        warn!("local address {}: {e}", a.addr);
+                    }
+                }
+                Ok(Event::Synced) => match p.addresses_synced() {
+                    Ok((added, removed)) => info!(
+                        "local addresses: {} entries to the kernel ({added} added, {removed} no longer the node's removed)",
+                        p.fib().local_count()
+                    ),
+                    Err(e) => warn!("local addresses: {e}"),
+                },
+                Err(e) => warn!("address watcher: {e}"),
+            },
             Some(q) = queries.recv() => answer(&p, &names, &attached, q),
             () = &mut resync, if !resynced => {
                 resynced = true;
@@ -222,6 +251,7 @@ fn answer(
                         attached: attached.to_vec(),
                         tables: TableCounts {
                             routes: fib.route_count() as u64,
+                            local_addresses: fib.local_count() as u64,
                             groups: fib.group_count() as u64,
                             next_hops: fib.next_hop_count() as u64,
                         },
@@ -241,17 +271,21 @@ fn answer(
             (vec![r], out)
         }
         FibQuery::Fib(prefix, out) => {
+            // What the maps hold: the Loc-RIB's routes and the local addresses (which
+            // stand in for a route of the same prefix).
             let mut prefixes: Vec<IpNet> = match prefix {
                 Some(want) => p.fib().longest_match(&want).into_iter().collect(),
-                None => p.fib().prefixes().collect(),
+                None => p.fib().prefixes().chain(p.fib().local_prefixes()).collect(),
             };
             prefixes.sort();
+            prefixes.dedup();
             let views = prefixes
                 .into_iter()
                 .filter_map(|prefix| {
                     let (group, members) = p.fib().route_group(&prefix)?;
                     Some(Reply::Fib(FibView {
                         prefix,
+                        local_address: p.fib().is_local(&prefix),
                         group,
                         members: members
                             .into_iter()

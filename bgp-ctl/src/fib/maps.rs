@@ -167,10 +167,16 @@ impl FibMaps {
         Ok(())
     }
 
-    /// Installs `prefix -> group`: always in the trie (the source of truth), and for a
-    /// host route also in the exact-match table that packets look at first.
-    pub(super) fn insert_route(&mut self, prefix: IpNet, group: u32) -> Result<(), FibError> {
-        let route = Route { group, flags: 0 };
+    /// Installs `prefix -> group` with `flags` (`ROUTE_F_*`): always in the trie (the
+    /// source of truth), and for a host route also in the exact-match table that packets
+    /// look at first. An installed prefix is replaced in place (no moment without it).
+    pub(super) fn insert_route(
+        &mut self,
+        prefix: IpNet,
+        group: u32,
+        flags: u32,
+    ) -> Result<(), FibError> {
+        let route = Route { group, flags };
         match prefix {
             IpNet::V4(p) => {
                 let addr = Ipv4Key {

@@ -20,8 +20,8 @@ use std::{
 use ipnet::IpNet;
 use xdp_fwd_common::{
     CFG_F_FORWARD_FRAGMENTS, Counters, GROUP_BUCKETS, MAX_GROUP_MEMBERS, MAX_GROUPS, MAX_NEXT_HOPS,
-    NH_FORWARD, NHK_BLACKHOLE, NHK_LOCAL, NHK_NEIGHBOR_V4, NHK_NEIGHBOR_V6, NextHop, NextHopGroup,
-    NextHopKeyEntry,
+    NH_FORWARD, NH_LOCAL, NHK_BLACKHOLE, NHK_LOCAL, NHK_NEIGHBOR_V4, NHK_NEIGHBOR_V6, NextHop,
+    NextHopGroup, NextHopKeyEntry, ROUTE_F_LOCAL_ADDRESS,
 };
 
 use super::{
@@ -176,8 +176,12 @@ pub struct Fib {
     group_ids_by_members: HashMap<Vec<u32>, u32>,
     group_slots: Vec<Slots>,
     g_ids: Ids,
-    /// Route -> group.
+    /// Route -> group: the Loc-RIB's routes. One whose prefix is also in `locals` is
+    /// kept here but not in the maps (the local entry holds its place there).
     routes: RouteIndex<u32>,
+    /// The node's own addresses (and address space always its own) -> the group of the
+    /// local next hop: in the maps with `ROUTE_F_LOCAL_ADDRESS`, ahead of any route.
+    locals: RouteIndex<u32>,
     /// Adopted routes not re-added since the restart.
     stale: RouteIndex<()>,
     /// Egress ifindex -> forward next hops using it.
@@ -205,6 +209,7 @@ impl Fib {
             group_slots: vec![Slots::default(); MAX_GROUPS as usize],
             g_ids: Ids::new(MAX_GROUPS),
             routes: RouteIndex::default(),
+            locals: RouteIndex::default(),
             stale: RouteIndex::default(),
             egress: HashMap::new(),
         };
@@ -217,9 +222,14 @@ impl Fib {
         self.maps.ops
     }
 
-    /// Number of routes installed.
+    /// Number of routes installed (the Loc-RIB's; local addresses are not routes).
     pub fn route_count(&self) -> usize {
         self.routes.len()
+    }
+
+    /// Number of local-address entries (see [`Fib::add_local`]).
+    pub fn local_count(&self) -> usize {
+        self.locals.len()
     }
 
     /// Number of groups in use.
@@ -267,9 +277,27 @@ impl Fib {
         self.routes.iter().map(|(p, _)| p)
     }
 
-    /// The most specific installed prefix covering `want` (an address: a host prefix).
+    /// Every local-address prefix, in no particular order.
+    pub fn local_prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.locals.iter().map(|(p, _)| p)
+    }
+
+    /// Whether `prefix` is a local-address entry (then it is what the maps hold for it,
+    /// whatever route the Loc-RIB has for the same prefix).
+    pub fn is_local(&self, prefix: &IpNet) -> bool {
+        self.locals.get(prefix).is_some()
+    }
+
+    /// The most specific prefix in the maps covering `want` (an address: a host
+    /// prefix), route or local address: the entry a packet to it matches.
     pub fn longest_match(&self, want: &IpNet) -> Option<IpNet> {
-        self.routes.longest_match(want).map(|(p, _)| p)
+        let route = self.routes.longest_match(want).map(|(p, _)| p);
+        let local = self.locals.longest_match(want).map(|(p, _)| p);
+        match (route, local) {
+            (Some(r), Some(l)) if r.prefix_len() > l.prefix_len() => Some(r),
+            (r, None) => r,
+            (_, l) => l,
+        }
     }
 
     /// Every defined next hop's key (adopted ones too).
@@ -389,17 +417,74 @@ impl Fib {
             .get_mut(&gid)
             .ok_or(FibError::Inconsistent("group"))?
             .routes += 1;
-        self.maps.insert_route(prefix, gid)?;
+        // Under a local address the route waits in the index: the local entry stays.
+        if self.locals.get(&prefix).is_none() {
+            self.maps.insert_route(prefix, gid, 0)?;
+        }
         if let Some(old) = old {
             self.group_unref(old)?;
         }
         Ok(())
     }
 
+    /// Hands `prefix` (one of the node's addresses as a host prefix, or address space
+    /// that is always the node's) to the kernel, ahead of any route: a route for the
+    /// same prefix stays in the Loc-RIB's index but leaves the maps to this entry until
+    /// [`Fib::del_local`]; a covering route loses to it by longest match. Not a route:
+    /// not counted, listed or resynced with them. Returns whether it was new.
+    pub fn add_local(&mut self, prefix: IpNet) -> Result<bool, FibError> {
+        let prefix = prefix.trunc();
+        if self.locals.get(&prefix).is_some() {
+            return Ok(false);
+        }
+        if self.next_hop(&NextHopKey::Local).is_none() {
+            self.set_next_hop(
+                NextHopKey::Local,
+                NextHop {
+                    kind: NH_LOCAL,
+                    ..NextHop::default()
+                },
+            )?;
+        }
+        let id = self.next_hop_ids[&NextHopKey::Local];
+        let gid = match self.group_ids_by_members.get([id].as_slice()) {
+            Some(&gid) => gid,
+            None => self.new_group(vec![id])?,
+        };
+        self.groups
+            .get_mut(&gid)
+            .ok_or(FibError::Inconsistent("group"))?
+            .routes += 1;
+        self.locals.insert(prefix, gid);
+        self.maps.insert_route(prefix, gid, ROUTE_F_LOCAL_ADDRESS)?;
+        Ok(true)
+    }
+
+    /// Stops handing `prefix` to the kernel: the Loc-RIB's route for the same prefix,
+    /// if any, takes its place in the maps (replaced in place), else the entry goes.
+    /// Returns whether it was there.
+    pub fn del_local(&mut self, prefix: &IpNet) -> Result<bool, FibError> {
+        let prefix = prefix.trunc();
+        let Some(gid) = self.locals.remove(&prefix) else {
+            return Ok(false);
+        };
+        match self.routes.get(&prefix) {
+            Some(route) => self.maps.insert_route(prefix, route, 0)?,
+            None => self.maps.remove_route(prefix)?,
+        }
+        self.group_unref(gid)?;
+        Ok(true)
+    }
+
     /// The group of an installed route and, per member, its next hop and the number of
-    /// the group's buckets pointing at it.
+    /// the group's buckets pointing at it; for a local address, those of its local
+    /// entry (what the maps hold).
     pub fn route_group(&self, prefix: &IpNet) -> Option<(u32, Vec<(NextHopKey, u16)>)> {
-        let gid = self.routes.get(&prefix.trunc())?;
+        let prefix = prefix.trunc();
+        let gid = self
+            .locals
+            .get(&prefix)
+            .or_else(|| self.routes.get(&prefix))?;
         let g = self.groups.get(&gid)?;
         let members = g
             .members
@@ -502,13 +587,17 @@ impl Fib {
             return Ok(false);
         };
         self.stale.remove(&prefix);
-        self.maps.remove_route(prefix)?;
+        if self.locals.get(&prefix).is_none() {
+            self.maps.remove_route(prefix)?;
+        }
         self.group_unref(gid)?;
         Ok(true)
     }
 
     /// Starts a resync after a restart: every adopted route is marked stale; routes
-    /// added again before [`Fib::end_resync`] stay, the others are then removed.
+    /// added again before [`Fib::end_resync`] stay, the others are then removed. Local
+    /// addresses are not routes: the address watcher's list settles them
+    /// (`FibProgrammer::addresses_synced`).
     pub fn begin_resync(&mut self) {
         self.stale = RouteIndex::default();
         for (p, _) in self.routes.iter() {
@@ -736,25 +825,31 @@ impl Fib {
                 },
             );
         }
-        // Routes: the tries are the source of truth.
+        // Routes: the tries are the source of truth; local addresses are told apart by
+        // their flag.
         let mut routes = Vec::new();
         for kv in self.maps.routes_v4.iter() {
             let (k, r) = kv?;
             let net = ipnet::Ipv4Net::new(k.data().addr.into(), k.prefix_len() as u8)
                 .map_err(|_| FibError::Inconsistent("IPv4 prefix length"))?;
-            routes.push((IpNet::V4(net), r.group));
+            routes.push((IpNet::V4(net), r));
         }
         for kv in self.maps.routes_v6.iter() {
             let (k, r) = kv?;
             let net = ipnet::Ipv6Net::new(k.data().addr.into(), k.prefix_len() as u8)
                 .map_err(|_| FibError::Inconsistent("IPv6 prefix length"))?;
-            routes.push((IpNet::V6(net), r.group));
+            routes.push((IpNet::V6(net), r));
         }
-        for (prefix, gid) in routes {
+        for (prefix, r) in routes {
+            let gid = r.group;
             match self.groups.get_mut(&gid) {
                 Some(g) => {
                     g.routes += 1;
-                    self.routes.insert(prefix, gid);
+                    if r.flags & ROUTE_F_LOCAL_ADDRESS != 0 {
+                        self.locals.insert(prefix, gid);
+                    } else {
+                        self.routes.insert(prefix, gid);
+                    }
                 }
                 // A route to a group that does not hold together: the kernel is a better
                 // place for its packets than a broken entry.

@@ -6,12 +6,14 @@
 //! - [`watch_neighbors`] and [`NeighborResolver`]: next-hop and pod MACs, and making
 //!   the kernel resolve the ones we lack.
 //! - [`watch_links`]: ifindex, name, MAC, MTU and state of interfaces.
+//! - [`watch_addresses`]: the node's own addresses on every interface.
 //! - [`KernelFib`]: our routes in the kernel FIB, tagged [`RTPROT_BGP_CTL`].
 //!
 //! Each watcher dumps its table, then follows the kernel's multicast notifications
 //! (event-driven, no polling), re-dumping after a receive-queue overrun and reporting
 //! only the difference. It depends on nothing else of the agent.
 
+pub mod addresses;
 mod error;
 pub mod kernel_fib;
 pub mod links;
@@ -21,6 +23,7 @@ pub mod routes;
 mod socket;
 mod watch;
 
+pub use addresses::{Address, watch_addresses};
 pub use error::NetlinkError;
 pub use kernel_fib::{FibChange, KernelFib, KernelFibConfig, KernelNextHop, KernelRoute};
 pub use links::{Link, OperState, XdpAttachment, watch_links, xdp_attachments};

@@ -12,8 +12,14 @@
 //! removes its next hops from the groups in place first, so the route changes that
 //! follow find their groups already right and write nothing per route.
 //!
+//! The node's own addresses, from the kernel's address lists, are local entries ahead
+//! of every route ([`local`]): a route from a peer that covers them, or names one of
+//! them, does not take the node's own traffic away.
+//!
 //! The programmer is synchronous; the daemon's task around it does the netlink work it
 //! asks for (route lookups of new next hops, neighbor resolution requests).
+
+pub mod local;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -27,9 +33,10 @@ use xdp_fwd_common::{NH_BLACKHOLE, NH_FORWARD, NH_LOCAL, NH_UNRESOLVED, NextHop}
 
 use crate::{
     fib::{Fib, FibError, NextHopKey},
-    netlink::Egress,
+    netlink::{Address, Egress},
     rib::{NextHopMember, PathSource, PeerId, RibChange},
 };
+use local::{ALWAYS_LOCAL, LocalAddresses, LocalChange};
 
 /// What a locally originated prefix forwards to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +82,8 @@ pub struct FibProgrammer {
     users: HashMap<NextHopKey, HashSet<PathSource>>,
     /// Routes not installed because no member could be resolved to an interface.
     unroutable: HashSet<IpNet>,
+    /// The node's addresses, as the kernel reports them.
+    addresses: LocalAddresses,
 }
 
 impl FibProgrammer {
@@ -88,6 +97,7 @@ impl FibProgrammer {
             local: HashMap::new(),
             users: HashMap::new(),
             unroutable: HashSet::new(),
+            addresses: LocalAddresses::default(),
         }
     }
 
@@ -345,6 +355,47 @@ impl FibProgrammer {
             rewritten += self.fib.remove_next_hop(&key)?;
         }
         Ok(rewritten)
+    }
+
+    /// Installs the address space that is always the node's ([`ALWAYS_LOCAL`]): at
+    /// start, before any route.
+    pub fn install_always_local(&mut self) -> Result<(), FibError> {
+        for p in ALWAYS_LOCAL {
+            self.fib.add_local(p)?;
+        }
+        Ok(())
+    }
+
+    /// One of the node's addresses appeared or changed (`present`), or went away: its
+    /// host prefixes become, or stop being, local entries.
+    pub fn address_changed(&mut self, a: &Address, present: bool) -> Result<(), FibError> {
+        let change = if present {
+            self.addresses.set(a)
+        } else {
+            self.addresses.remove(a)
+        };
+        self.apply_local(change)
+    }
+
+    /// The address watcher has reported every address the kernel has (its first dump,
+    /// or a re-dump): local entries that no address accounts for go (adopted from a
+    /// previous run, for addresses removed meanwhile), missing ones come. Returns how
+    /// many were added and removed.
+    pub fn addresses_synced(&mut self) -> Result<(usize, usize), FibError> {
+        let change = self.addresses.reconcile(self.fib.local_prefixes());
+        let counts = (change.add.len(), change.remove.len());
+        self.apply_local(change)?;
+        Ok(counts)
+    }
+
+    fn apply_local(&mut self, change: LocalChange) -> Result<(), FibError> {
+        for p in &change.add {
+            self.fib.add_local(*p)?;
+        }
+        for p in &change.remove {
+            self.fib.del_local(p)?;
+        }
+        Ok(())
     }
 
     /// Routes the programmer could not install (no member had a route in the kernel).
