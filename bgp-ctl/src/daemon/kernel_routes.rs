@@ -284,15 +284,16 @@ impl Writer {
             if batch.is_empty() {
                 return;
             }
-            let changes: Vec<FibChange> = batch
+            let (changes, hops): (Vec<FibChange>, Vec<Option<NextHops>>) = batch
                 .into_iter()
-                .filter_map(|(prefix, hops)| self.state.change(prefix, hops))
-                .collect();
-            self.apply(changes).await;
+                .filter_map(|(prefix, hops)| Some((self.state.change(prefix, &hops)?, hops)))
+                .unzip();
+            self.apply(changes, hops).await;
         }
     }
 
-    async fn apply(&mut self, changes: Vec<FibChange>) {
+    /// Writes `changes`; `hops` are their next hops (`None` for deletions), kept shared.
+    async fn apply(&mut self, changes: Vec<FibChange>, hops: Vec<Option<NextHops>>) {
         if changes.is_empty() {
             return;
         }
@@ -303,23 +304,22 @@ impl Writer {
                     "kernel FIB: a batch of {} route changes failed: {e}",
                     changes.len()
                 );
-                let failed = std::iter::repeat_with(|| Err(()));
-                for (c, outcome) in changes.into_iter().zip(failed) {
-                    self.state.done(c, outcome);
+                for (c, h) in changes.into_iter().zip(hops) {
+                    self.state.done(c, h, Err(()));
                 }
                 self.publish();
                 return;
             }
         };
         let mut refused = 0usize;
-        for (change, outcome) in changes.into_iter().zip(outcomes) {
+        for ((change, hops), outcome) in changes.into_iter().zip(hops).zip(outcomes) {
             let outcome = outcome.map_err(|e| {
                 refused += 1;
                 if refused <= LOGGED_FAILURES {
                     warn!("kernel FIB: {e}");
                 }
             });
-            self.state.done(change, outcome);
+            self.state.done(change, hops, outcome);
         }
         if refused > LOGGED_FAILURES {
             warn!(
@@ -338,7 +338,7 @@ impl Writer {
     async fn end_resync(&mut self) -> usize {
         let stale = self.state.end_resync();
         let n = stale.len();
-        self.apply(stale).await;
+        self.apply(stale, vec![None; n]).await;
         n
     }
 
@@ -381,12 +381,12 @@ impl State {
     }
 
     /// What the kernel needs for `prefix` to have `hops` (nothing when it has it).
-    fn change(&mut self, prefix: IpNet, hops: Option<NextHops>) -> Option<FibChange> {
+    fn change(&mut self, prefix: IpNet, hops: &Option<NextHops>) -> Option<FibChange> {
         self.stale.remove(&prefix);
         match hops {
             Some(hops) => {
                 // Already there (adopted, or a refused write left it as it was).
-                if self.installed.get(&prefix).is_some_and(|h| **h == *hops) {
+                if self.installed.get(&prefix).is_some_and(|h| **h == **hops) {
                     self.failed.remove(&prefix);
                     return None;
                 }
@@ -404,14 +404,16 @@ impl State {
         }
     }
 
-    /// Records the kernel's answer to `change`. A refused replace leaves what was there
+    /// Records the kernel's answer to `change` (whose next hops are `hops`, shared with
+    /// the other routes of their multipath set). A refused replace leaves what was there
     /// (ours or nothing); a refused delete leaves the route, which a later change
     /// deletes again.
-    fn done(&mut self, change: FibChange, outcome: Result<(), ()>) {
+    fn done(&mut self, change: FibChange, hops: Option<NextHops>, outcome: Result<(), ()>) {
         match (change, outcome) {
             (FibChange::Replace(r), Ok(())) => {
                 self.failed.remove(&r.prefix);
-                self.installed.insert(r.prefix, NextHops::from(r.next_hops));
+                let hops = hops.unwrap_or_else(|| NextHops::from(r.next_hops));
+                self.installed.insert(r.prefix, hops);
             }
             (FibChange::Delete(p), Ok(())) => {
                 self.installed.remove(&p);
@@ -586,9 +588,9 @@ mod tests {
         ]);
         assert_eq!(st.stale.len(), 3);
         // Learned again as it is: adopted, nothing written.
-        assert_eq!(st.change(net("10.1.0.0/16"), hops(&ecmp)), None);
+        assert_eq!(st.change(net("10.1.0.0/16"), &hops(&ecmp)), None);
         // Learned again with other next hops: replaced in place.
-        let moved = st.change(net("10.2.0.0/16"), hops(&ecmp[1..]));
+        let moved = st.change(net("10.2.0.0/16"), &hops(&ecmp[1..]));
         assert_eq!(
             moved,
             Some(FibChange::Replace(KernelRoute {
@@ -596,14 +598,21 @@ mod tests {
                 next_hops: ecmp[1..].to_vec(),
             }))
         );
-        st.done(moved.unwrap(), Ok(()));
+        st.done(moved.unwrap(), hops(&ecmp[1..]), Ok(()));
         // A new one, and the withdrawal of a prefix never installed.
-        let new = st.change(net("10.4.0.0/16"), hops(&ecmp)).unwrap();
-        st.done(new, Ok(()));
-        assert_eq!(st.change(net("10.5.0.0/16"), None), None);
+        // A new one (its next hops stay shared with the set's other routes), and the
+        // withdrawal of a prefix never installed.
+        let shared = hops(&ecmp);
+        let new = st.change(net("10.4.0.0/16"), &shared).unwrap();
+        st.done(new, shared.clone(), Ok(()));
+        assert!(Arc::ptr_eq(
+            &st.installed[&net("10.4.0.0/16")],
+            shared.as_ref().unwrap()
+        ));
+        assert_eq!(st.change(net("10.5.0.0/16"), &None), None);
         // Only the one not learned again goes at the end of the resync.
         assert_eq!(st.end_resync(), vec![FibChange::Delete(net("10.3.0.0/16"))]);
-        st.done(FibChange::Delete(net("10.3.0.0/16")), Ok(()));
+        st.done(FibChange::Delete(net("10.3.0.0/16")), None, Ok(()));
         assert_eq!(st.installed.len(), 3);
         assert!(st.stale.is_empty());
     }
@@ -611,12 +620,12 @@ mod tests {
     #[test]
     fn a_refused_write_is_counted_and_leaves_the_old_route_known() {
         let mut st = State::default();
-        let first = st.change(net("10.1.0.0/16"), hops(&[via("192.0.2.1", 2)]));
-        st.done(first.unwrap(), Ok(()));
+        let first = st.change(net("10.1.0.0/16"), &hops(&[via("192.0.2.1", 2)]));
+        st.done(first.unwrap(), hops(&[via("192.0.2.1", 2)]), Ok(()));
         let refused = st
-            .change(net("10.1.0.0/16"), hops(&[via("192.0.2.9", 2)]))
+            .change(net("10.1.0.0/16"), &hops(&[via("192.0.2.9", 2)]))
             .unwrap();
-        st.done(refused, Err(()));
+        st.done(refused, hops(&[via("192.0.2.9", 2)]), Err(()));
         assert!(st.failed.contains(&net("10.1.0.0/16")));
         assert_eq!(
             st.installed[&net("10.1.0.0/16")].to_vec(),
@@ -624,13 +633,13 @@ mod tests {
         );
         // Back to what the kernel has: nothing to write, no longer failed.
         assert_eq!(
-            st.change(net("10.1.0.0/16"), hops(&[via("192.0.2.1", 2)])),
+            st.change(net("10.1.0.0/16"), &hops(&[via("192.0.2.1", 2)])),
             None
         );
         assert!(st.failed.is_empty());
         // Withdrawn: deleted.
         assert_eq!(
-            st.change(net("10.1.0.0/16"), None),
+            st.change(net("10.1.0.0/16"), &None),
             Some(FibChange::Delete(net("10.1.0.0/16")))
         );
     }
