@@ -129,6 +129,24 @@ pub fn render(neighbors: &[NeighborSummary], stats: Option<&StatsView>, health: 
     ] {
         let _ = writeln!(o, "bgp_ctl_fib_map_writes_total{{kind=\"{kind}\"}} {n}");
     }
+    if let Some(k) = &s.kernel_fib {
+        family(
+            &mut o,
+            "bgp_ctl_kernel_fib_routes",
+            "gauge",
+            "Our routes in the kernel FIB ([dataplane] kernel-fib), by state (installed: \
+             all of ours there, adopted ones included; stale: adopted, not learned again \
+             yet; failed: the kernel refused the last write; pending: not written yet).",
+        );
+        for (state, n) in [
+            ("installed", k.routes),
+            ("stale", k.stale),
+            ("failed", k.failed),
+            ("pending", k.pending),
+        ] {
+            let _ = writeln!(o, "bgp_ctl_kernel_fib_routes{{state=\"{state}\"}} {n}");
+        }
+    }
     o
 }
 
@@ -156,7 +174,7 @@ fn escape(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::protocol::{MapOpsView, TableCounts};
+    use crate::api::protocol::{KernelFibView, MapOpsView, TableCounts};
 
     fn neighbor(name: &str, state: &str) -> NeighborSummary {
         NeighborSummary {
@@ -198,6 +216,12 @@ mod tests {
                 next_hops: 3,
             },
             map_ops: MapOpsView::default(),
+            kernel_fib: Some(KernelFibView {
+                routes: 4,
+                stale: 1,
+                failed: 0,
+                pending: 0,
+            }),
         };
         let text = render(
             &[
@@ -214,6 +238,8 @@ mod tests {
         assert!(text.contains("bgp_ctl_peer_established{peer=\"leaf2\","));
         assert!(text.contains("bgp_ctl_xdp_packets_total{reason=\"pass_no_route\"} 2\n"));
         assert!(text.contains("bgp_ctl_dataplane_entries{table=\"routes\"} 5\n"));
+        assert!(text.contains("bgp_ctl_kernel_fib_routes{state=\"installed\"} 4\n"));
+        assert!(text.contains("bgp_ctl_kernel_fib_routes{state=\"stale\"} 1\n"));
         let declared: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))

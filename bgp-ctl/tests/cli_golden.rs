@@ -9,8 +9,9 @@ use std::{
 
 use bgp_ctl::{
     api::protocol::{
-        Envelope, FibMemberView, FibView, HealthView, MapOpsView, MessageCounts, NeighborDetail,
-        NeighborSummary, PathView, ReloadReport, Reply, RouteView, StatsView, TableCounts,
+        Envelope, FibMemberView, FibView, HealthView, KernelFibView, MapOpsView, MessageCounts,
+        NeighborDetail, NeighborSummary, PathView, ReloadReport, Reply, RouteView, StatsView,
+        TableCounts,
     },
     cli::render,
     fib::AttachMode,
@@ -236,6 +237,12 @@ fn stats() -> StatsView {
             barriers: 1,
             background_barriers: 3,
         },
+        kernel_fib: Some(KernelFibView {
+            routes: 100_000,
+            stale: 0,
+            failed: 2,
+            pending: 0,
+        }),
     }
 }
 

@@ -290,6 +290,23 @@ pub struct StatsView {
     /// Map operations the FIB programmer issued since the daemon started: they show
     /// what an event cost (a peer going down must not write per route).
     pub map_ops: MapOpsView,
+    /// Our routes in the kernel FIB (`[dataplane] kernel-fib`); `None` (left out) when off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_fib: Option<KernelFibView>,
+}
+
+/// Our routes in the kernel FIB (`proto 200`), as the kernel FIB writer knows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelFibView {
+    /// Routes of ours in the kernel (adopted ones included).
+    pub routes: u64,
+    /// Of those, routes adopted from a previous run that the Loc-RIB has not confirmed
+    /// yet: removed when the resync period after a restart ends, unless learned again.
+    pub stale: u64,
+    /// Prefixes whose last write the kernel refused (logged with the reason).
+    pub failed: u64,
+    /// Prefixes waiting to be written.
+    pub pending: u64,
 }
 
 /// Entries in the dataplane's tables.

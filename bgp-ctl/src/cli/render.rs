@@ -278,15 +278,29 @@ pub fn stats(s: &StatsView) -> String {
     let mut out = table(&["COUNTER", "PACKETS"], &rows);
     out.push('\n');
     let t = &s.tables;
-    out.push_str(&table(
-        &["TABLE", "ENTRIES"],
-        &[
-            vec!["routes".into(), t.routes.to_string()],
-            vec!["local addresses".into(), t.local_addresses.to_string()],
-            vec!["groups".into(), t.groups.to_string()],
-            vec!["next hops".into(), t.next_hops.to_string()],
-        ],
-    ));
+    let mut entries = vec![
+        vec!["routes".into(), t.routes.to_string()],
+        vec!["local addresses".into(), t.local_addresses.to_string()],
+        vec!["groups".into(), t.groups.to_string()],
+        vec!["next hops".into(), t.next_hops.to_string()],
+    ];
+    if let Some(k) = &s.kernel_fib {
+        entries.push(vec![
+            "kernel routes (proto 200)".into(),
+            k.routes.to_string(),
+        ]);
+        // The exceptions, only when there are any.
+        for (what, n) in [
+            ("kernel routes stale (adopted)", k.stale),
+            ("kernel routes refused", k.failed),
+            ("kernel routes pending", k.pending),
+        ] {
+            if n > 0 {
+                entries.push(vec![what.into(), n.to_string()]);
+            }
+        }
+    }
+    out.push_str(&table(&["TABLE", "ENTRIES"], &entries));
     out.push('\n');
     let m = &s.map_ops;
     out.push_str(&table(
@@ -344,5 +358,42 @@ mod tests {
         assert_eq!(duration(62), "1m02s");
         assert_eq!(duration(3723), "1h02m03s");
         assert_eq!(duration(3 * 86400 + 4 * 3600 + 5 * 60), "3d04h05m");
+    }
+
+    #[test]
+    fn stats_show_kernel_routes_only_when_the_kernel_fib_is_on() {
+        use crate::api::protocol::{KernelFibView, MapOpsView, TableCounts};
+        let mut s = StatsView {
+            counters: vec![("rx".into(), 10)],
+            attached: vec![("eth0".into(), "skb".into())],
+            tables: TableCounts {
+                routes: 3,
+                local_addresses: 2,
+                groups: 3,
+                next_hops: 4,
+            },
+            map_ops: MapOpsView::default(),
+            kernel_fib: None,
+        };
+        assert!(!stats(&s).contains("kernel"), "{}", stats(&s));
+        s.kernel_fib = Some(KernelFibView {
+            routes: 2,
+            stale: 1,
+            ..KernelFibView::default()
+        });
+        let text = stats(&s);
+        assert!(
+            text.contains("\nkernel routes (proto 200)      2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nkernel routes stale (adopted)  1\n"),
+            "{text}"
+        );
+        // Refused and pending are shown only when there are any.
+        assert!(
+            !text.contains("refused") && !text.contains("pending"),
+            "{text}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The FIB programmer's thread: applies the speaker's work to the XDP maps, follows the
-//! kernel's neighbors, links and the node's own addresses, and answers `show fib` and
-//! `show stats`.
+//! kernel's neighbors, links and the node's own addresses, hands the BGP routes to the
+//! kernel FIB writer when `kernel-fib` is on, and answers `show fib` and `show stats`.
 //!
 //! Map writes are system calls, so the programmer runs on its own thread (with its own
 //! single-threaded runtime for netlink) and never stalls the speaker.
@@ -26,6 +26,8 @@ use crate::{
     programmer::{FibProgrammer, LinkInfo, Work},
 };
 
+use super::kernel_routes::KernelRoutes;
+
 /// Changes applied, once the queue is empty, after which free memory is given back.
 const TRIM_AFTER: usize = 50_000;
 
@@ -40,12 +42,14 @@ pub enum FibQuery {
 
 /// Starts the programmer thread. Adopted routes not re-added within `resync_after` are
 /// removed then (graceful restart of our own daemon: peers re-send, we re-learn).
+/// With `kernel`, the Loc-RIB's BGP routes also go to the kernel FIB writer.
 pub fn spawn(
     fib: Fib,
     work: mpsc::Receiver<Work>,
     queries: mpsc::Receiver<FibQuery>,
     attached: Vec<(String, String)>,
     resync_after: Duration,
+    kernel: Option<KernelRoutes>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("fib-programmer".into())
@@ -60,7 +64,7 @@ pub fn spawn(
                     return;
                 }
             };
-            rt.block_on(run(fib, work, queries, attached, resync_after));
+            rt.block_on(run(fib, work, queries, attached, resync_after, kernel));
         })
 }
 
@@ -70,6 +74,7 @@ async fn run(
     mut queries: mpsc::Receiver<FibQuery>,
     attached: Vec<(String, String)>,
     resync_after: Duration,
+    kernel: Option<KernelRoutes>,
 ) {
     fib.begin_resync();
     if let Err(e) = fib.background_barriers() {
@@ -115,6 +120,11 @@ async fn run(
                                 Ok(e) => p.set_egress(addr, e),
                                 Err(e) => warn!("route lookup of next hop {addr}: {e}"),
                             }
+                        }
+                        if let Some(k) = &kernel {
+                            // Hands over the wanted state; the writer's thread does the
+                            // netlink work.
+                            k.want(&changes, |addr| p.egress(addr));
                         }
                         match p.apply(&changes) {
                             Ok(req) => {
@@ -209,7 +219,7 @@ async fn run(
                 },
                 Err(e) => warn!("address watcher: {e}"),
             },
-            Some(q) = queries.recv() => answer(&p, &names, &attached, q),
+            Some(q) = queries.recv() => answer(&p, &names, &attached, kernel.as_ref(), q),
             () = &mut resync, if !resynced => {
                 resynced = true;
                 match p.fib_mut().end_resync() {
@@ -239,6 +249,7 @@ fn answer(
     p: &FibProgrammer,
     names: &HashMap<u32, String>,
     attached: &[(String, String)],
+    kernel: Option<&KernelRoutes>,
     q: FibQuery,
 ) {
     let (replies, out) = match q {
@@ -262,6 +273,7 @@ fn answer(
                             barriers: ops.barriers,
                             background_barriers: ops.background_barriers,
                         },
+                        kernel_fib: kernel.map(KernelRoutes::view),
                     })
                 }
                 Err(e) => Reply::Error {

@@ -5,6 +5,7 @@
 //! NOTIFICATION, so graceful-restart peers keep our routes until we are back.
 
 mod fib_task;
+mod kernel_routes;
 mod memory;
 mod pod_links;
 mod pods;
@@ -97,7 +98,10 @@ async fn serve(c: config::Config, path: &Path) -> Result<()> {
     let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE);
     let (query_tx, query_rx) = mpsc::channel(16);
     let resync = Duration::from_secs(u64::from(*c.graceful_restart.restart_time.get_ref()).max(30));
-    fib_task::spawn(fib, work_rx, query_rx, attached.clone(), resync)?;
+    // Our routes in the kernel FIB: adopted (or, with kernel-fib off, removed) after the
+    // same resync period as the maps' routes.
+    let kernel = kernel_routes::spawn(dp_cfg.kernel_fib, resync)?;
+    fib_task::spawn(fib, work_rx, query_rx, attached.clone(), resync, kernel)?;
 
     let addrs: Vec<SocketAddr> = c
         .listen

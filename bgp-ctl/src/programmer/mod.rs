@@ -137,6 +137,12 @@ impl FibProgrammer {
         out
     }
 
+    /// The kernel's route to a BGP next hop, as last looked up (`None`: unknown or
+    /// unreachable).
+    pub fn egress(&self, next_hop: IpAddr) -> Option<Egress> {
+        self.egress.get(&next_hop).copied().flatten()
+    }
+
     /// Records the kernel's route to a BGP next hop.
     pub fn set_egress(&mut self, next_hop: IpAddr, egress: Option<Egress>) {
         self.egress.insert(next_hop, egress);
