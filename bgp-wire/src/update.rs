@@ -79,6 +79,14 @@ pub struct Update {
 }
 
 impl Update {
+    /// Prefixes announced and withdrawn, in every family.
+    pub fn prefix_count(&self) -> usize {
+        self.withdrawn.len()
+            + self.nlri.len()
+            + self.mp_reach.as_ref().map_or(0, |r| r.nlri.len())
+            + self.mp_unreach.as_ref().map_or(0, |u| u.withdrawn.len())
+    }
+
     /// The End-of-RIB marker for `family` (RFC 4724 2): an empty UPDATE for IPv4 unicast,
     /// an empty MP_UNREACH_NLRI otherwise.
     pub fn end_of_rib(family: Family) -> Self {

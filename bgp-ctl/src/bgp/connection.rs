@@ -38,6 +38,10 @@ use super::{fsm::ConnId, negotiation::Negotiated, stats::PeerStats};
 const READ_CHUNK: usize = 64 * 1024;
 /// Most UPDATEs handed to the session in one batch.
 pub const MAX_UPDATE_BATCH: usize = 256;
+/// Most prefixes in one batch: the speaker handles a batch at a time, and a control
+/// socket request waits for the batch in hand (~2 ms of work at this size, rather than
+/// 80 ms for 256 full UPDATEs).
+pub const MAX_BATCH_PREFIXES: usize = 4096;
 /// Chunks (each one or more whole messages) queued for the writer.
 pub const WRITE_QUEUE: usize = 64;
 /// Time given to the last message and the NOTIFICATION when a connection closes.
@@ -223,6 +227,7 @@ impl Reader {
     /// stop (an error, a close, or the session gone).
     async fn decode_buffered(&mut self, buf: &mut BytesMut) -> bool {
         let mut batch: Vec<Update> = Vec::new();
+        let mut prefixes = 0;
         loop {
             let len = match frame_length(buf, &self.ctx) {
                 Ok(Some(n)) if n <= buf.len() => n,
@@ -248,9 +253,13 @@ impl Reader {
                     if !u.issues.is_empty() {
                         debug!(conn = %self.conn, issues = ?u.issues, "UPDATE with RFC 7606 findings");
                     }
+                    prefixes += u.prefix_count();
                     batch.push(*u);
-                    if batch.len() >= MAX_UPDATE_BATCH && !self.flush(&mut batch).await {
-                        return false;
+                    if batch.len() >= MAX_UPDATE_BATCH || prefixes >= MAX_BATCH_PREFIXES {
+                        prefixes = 0;
+                        if !self.flush(&mut batch).await {
+                            return false;
+                        }
                     }
                     continue;
                 }
@@ -259,6 +268,7 @@ impl Reader {
                 Message::Notification(n) => Inbound::Notification(n),
                 Message::RouteRefresh(r) => Inbound::RouteRefresh(r),
             };
+            prefixes = 0;
             if !self.flush(&mut batch).await {
                 return false;
             }

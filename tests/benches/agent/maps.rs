@@ -6,7 +6,8 @@ use std::{net::Ipv4Addr, path::Path};
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
 use xdp_fwd_common::{
-    GroupSlotRef, Ipv4Key, NHK_NEIGHBOR_V4, NextHopGroup, NextHopKeyEntry, Route, map_name,
+    GroupSlotRef, Ipv4Key, NHK_NEIGHBOR_V4, NextHopGroup, NextHopKeyEntry, ROUTE_F_LOCAL_ADDRESS,
+    Route, map_name,
 };
 
 /// The pinned maps of one agent.
@@ -65,12 +66,15 @@ impl PinnedMaps {
         Ok(Some(out))
     }
 
-    /// Number of /32 routes in the host table (walks it: slow at a million).
+    /// Number of /32 routes in the host table, the node's own addresses left out
+    /// (walks it: slow at a million).
     pub fn host_count(&self) -> Result<usize> {
         let mut n = 0;
-        for k in self.hosts_v4.keys() {
-            k?;
-            n += 1;
+        for entry in self.hosts_v4.iter() {
+            let (_, route) = entry?;
+            if route.flags & ROUTE_F_LOCAL_ADDRESS == 0 {
+                n += 1;
+            }
         }
         Ok(n)
     }
