@@ -955,13 +955,17 @@ impl Fsm {
             self.retry_later(out);
             return;
         }
-        // The peer's own administrative Cease is not a failure to damp.
+        // The peer's own administrative Cease is not a failure to damp, nor is a refusal
+        // while the peer holds off (it is disabled or idle after a failure of its own):
+        // damping that would make two peers that refuse each other in turn back off
+        // further every round.
         let after = match notification.code {
             NotificationCode::Cease(
                 CeaseSubcode::AdministrativeShutdown
                 | CeaseSubcode::AdministrativeReset
                 | CeaseSubcode::PeerDeconfigured
-                | CeaseSubcode::HardReset,
+                | CeaseSubcode::HardReset
+                | CeaseSubcode::ConnectionRejected,
             ) => After::Hold(self.config.timers.idle_hold),
             _ => After::Damped,
         };

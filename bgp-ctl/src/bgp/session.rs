@@ -589,7 +589,9 @@ impl SessionTask {
             }
             Action::StartTimer(timer, period) => {
                 let period = match timer {
-                    Timer::ConnectRetry => jitter(period),
+                    // The idle hold too: two peers that failed together would otherwise
+                    // leave it together and refuse each other's connections in turn.
+                    Timer::ConnectRetry | Timer::IdleHold => jitter(period),
                     _ => period,
                 };
                 self.timers.insert(timer, (Instant::now() + period, period));
