@@ -363,6 +363,20 @@ pub fn leaf_failure(f: &Fabric, leaf: u8, from: usize, to: usize) -> Result<Leaf
     let (a, b) = (first_pod(f, from)?, first_pod(f, to)?);
     let from_number = f.nodes[from].number;
     let leaf_if = format!("node{from_number}");
+    // What is measured is BFD taking a working session down: first it must be working
+    // (on a loaded machine a session may still be coming back from a start-up flap).
+    let name = format!("leaf{leaf}");
+    let mut state = Value::Null;
+    wait_until(TIMEOUT, POLL, || {
+        state = f.nodes[from]
+            .agent
+            .request(&["show", "neighbor", &name])?
+            .into_iter()
+            .next()
+            .unwrap_or(Value::Null);
+        Ok(state["bfd"] == "Up" && state["summary"]["state"] == "Established")
+    })
+    .with_context(|| format!("{name} never Established with BFD Up: {state}"))?;
     let flows = Flows::start(
         &a.ns,
         IpAddr::V4(a.ipv4),
@@ -390,7 +404,6 @@ pub fn leaf_failure(f: &Fabric, leaf: u8, from: usize, to: usize) -> Result<Leaf
     )?;
     let failed = Instant::now();
     let agent = &f.nodes[from].agent;
-    let name = format!("leaf{leaf}");
     let (mut bfd_detect, mut session_down) = (None, None);
     let mut last = Value::Null;
     wait_until(TIMEOUT, POLL, || {

@@ -6,7 +6,11 @@
 //! - GTSM (RFC 5082): across a router (one TTL decrement) a session with TTL security of
 //!   1 hop is refused, and establishes with 2 hops.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use bgp_ctl::bgp::fsm::State;
@@ -43,6 +47,7 @@ fn run_side(
     listen: &str,
     local: LocalInfo,
     peer: PeerConfig,
+    ready: &AtomicUsize,
     end: Instant,
 ) -> Result<Outcome> {
     let listen: SocketAddr = listen.parse()?;
@@ -54,8 +59,17 @@ fn run_side(
             let listener = Listener::bind(&[listen])?;
             let (tx, mut events) = mpsc::channel(64);
             let (addr, md5) = (peer.remote_addr, peer.md5_password.clone());
-            let handle = Session::spawn(peer, local, tx, true)?;
+            // Disabled until both sides listen with their keys: a signed SYN that found
+            // the other side without its key yet would count as a refused segment.
+            let handle = Session::spawn(peer, local, tx, false)?;
             listener.add_peer(addr, md5.as_deref(), handle.incoming())?;
+            ready.fetch_add(1, Ordering::SeqCst);
+            // Bounded: a side that failed to set up never arrives.
+            let give_up = Instant::now() + Duration::from_secs(10);
+            while ready.load(Ordering::SeqCst) < 2 && Instant::now() < give_up {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            handle.enable().await?;
             let mut outcome = Outcome {
                 established: false,
                 downs: 0,
@@ -84,9 +98,10 @@ fn run_pair(
     // One deadline for both: a side that stopped first would shut its session down
     // (Cease) while the other still counts.
     let end = Instant::now() + window;
+    let ready = AtomicUsize::new(0);
     std::thread::scope(|s| {
-        let ta = s.spawn(|| run_side(a.0, a.1, a.2, a.3, end));
-        let tb = s.spawn(|| run_side(b.0, b.1, b.2, b.3, end));
+        let ta = s.spawn(|| run_side(a.0, a.1, a.2, a.3, &ready, end));
+        let tb = s.spawn(|| run_side(b.0, b.1, b.2, b.3, &ready, end));
         let ra = ta.join().map_err(|_| anyhow::anyhow!("side A panicked"))?;
         let rb = tb.join().map_err(|_| anyhow::anyhow!("side B panicked"))?;
         Ok((ra.context("side A")?, rb.context("side B")?))

@@ -949,16 +949,21 @@ impl Fsm {
         };
         let collision = notification.code
             == NotificationCode::Cease(CeaseSubcode::ConnectionCollisionResolution);
-        if state != ConnState::Established && (collision || self.established().is_some()) {
+        let rejected =
+            notification.code == NotificationCode::Cease(CeaseSubcode::ConnectionRejected);
+        if state != ConnState::Established
+            && (collision || rejected || self.established().is_some())
+        {
             // The peer resolved a collision against this connection: the other one lives.
+            // Or it refused the connection (disabled, or holding off after a failure of
+            // its own): try again later, and meanwhile accept its connection, which
+            // comes when it is ready. Going idle instead would refuse that one, and two
+            // peers would refuse each other in turn for ever.
             self.close(out, conn, None);
             self.retry_later(out);
             return;
         }
-        // The peer's own administrative Cease is not a failure to damp, nor is a refusal
-        // while the peer holds off (it is disabled or idle after a failure of its own):
-        // damping that would make two peers that refuse each other in turn back off
-        // further every round.
+        // The peer's own administrative Cease is not a failure to damp.
         let after = match notification.code {
             NotificationCode::Cease(
                 CeaseSubcode::AdministrativeShutdown
