@@ -646,17 +646,7 @@ impl Rib {
 
     /// The Loc-RIB route of exactly `prefix`.
     pub fn best(&self, prefix: IpNet) -> Option<BestRoute> {
-        let (mut sets, mut members) = (ChangeBuilder::default(), Vec::new());
-        match prefix.trunc() {
-            IpNet::V4(n) => {
-                let s = self.v4.table.find(&n)?;
-                loc_rib::best_route(&self.v4.table, &self.core, s, &mut sets, &mut members)
-            }
-            IpNet::V6(n) => {
-                let s = self.v6.table.find(&n)?;
-                loc_rib::best_route(&self.v6.table, &self.core, s, &mut sets, &mut members)
-            }
-        }
+        self.current([(prefix, change::NO_SLOT)]).pop()?.best
     }
 
     /// The Loc-RIB state of each of `prefixes` as changes (`best: None` for a prefix
