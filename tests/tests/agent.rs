@@ -51,6 +51,24 @@ fn node_and_leaf() -> Result<(Netns, Netns)> {
     Ok((node, leaf))
 }
 
+/// FRR as leaf1 (AS 65001, 192.0.2.1, without zebra) peering with the node at
+/// 192.0.2.11; `rest` goes on inside `router bgp` (more neighbors, address families)
+/// and may define route maps after it.
+fn leaf1_frr(leaf: &Netns, rest: &str) -> Result<Frr> {
+    Frr::start_with(
+        leaf,
+        &format!(
+            "frr defaults traditional\nhostname leaf\n\
+             router bgp {LEAF1_AS}\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n\
+             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n {rest}"
+        ),
+        FrrOptions {
+            zebra: false,
+            ..FrrOptions::default()
+        },
+    )
+}
+
 /// The node's config: `sections` go after the common part.
 fn node_config(sections: &str) -> String {
     format!(
@@ -111,20 +129,13 @@ fn pod_routes_are_originated_and_withdrawn_at_frr() -> Result<()> {
     ])?;
     node.ip(&["link", "set", "pod5", "up"])?;
     node.ip(&["link", "set", "pod5c", "up"])?;
-    let frr = Frr::start_with(
+    let frr = leaf1_frr(
         &leaf,
         &format!(
-            "frr defaults traditional\nhostname leaf\n\
-             router bgp {LEAF1_AS}\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n\
-             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
-             neighbor fd00::11 remote-as {NODE_AS}\n neighbor fd00::11 timers connect 1\n\
+            "neighbor fd00::11 remote-as {NODE_AS}\n neighbor fd00::11 timers connect 1\n\
              address-family ipv4 unicast\n  no neighbor fd00::11 activate\n exit-address-family\n\
              address-family ipv6 unicast\n  neighbor fd00::11 activate\n exit-address-family\n"
         ),
-        FrrOptions {
-            zebra: false,
-            ..FrrOptions::default()
-        },
     )?;
     let agent = Agent::start(
         &node,
@@ -724,23 +735,16 @@ fn reload_applies_the_difference_without_resetting_unchanged_sessions() -> Resul
     lab::veth(&node, "n1", &leaf2, "m0")?;
     node.ip(&["addr", "add", "198.51.100.11/24", "dev", "n1"])?;
     leaf2.ip(&["addr", "add", "198.51.100.1/24", "dev", "m0"])?;
-    let frr = Frr::start_with(
+    let frr = leaf1_frr(
         &leaf1,
         &format!(
-            "frr defaults traditional\nhostname leaf\n\
-             router bgp {LEAF1_AS}\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-             no bgp network import-check\n\
-             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
+            "no bgp network import-check\n\
              neighbor fd00::11 remote-as {NODE_AS}\n neighbor fd00::11 timers connect 1\n\
              address-family ipv4 unicast\n  network 100.64.1.0/24\n  network 100.64.2.0/24\n  \
              no neighbor fd00::11 activate\n exit-address-family\n\
              address-family ipv6 unicast\n  neighbor fd00::11 activate\n  network 2001:db8:f1::/48\n \
              exit-address-family\n"
         ),
-        FrrOptions {
-            zebra: false,
-            bfdd: false,
-        },
     )?;
     let _bird = lab::bird::Bird::start(
         &leaf2,
@@ -912,18 +916,7 @@ fn summary_only_aggregate_hides_pods_and_blackholes_the_rest() -> Result<()> {
     ])?;
     node.ip(&["link", "set", "pod5", "up"])?;
     node.ip(&["link", "set", "pod5c", "up"])?;
-    let frr = Frr::start_with(
-        &leaf,
-        &format!(
-            "frr defaults traditional\nhostname leaf\n\
-             router bgp {LEAF1_AS}\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n\
-             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n"
-        ),
-        FrrOptions {
-            zebra: false,
-            bfdd: false,
-        },
-    )?;
+    let frr = leaf1_frr(&leaf, "")?;
     let config = |summary_only: bool| {
         node_config(&format!(
             r#"
@@ -1037,18 +1030,7 @@ fn reload_moves_pod_cidrs_and_adds_and_removes_dynamic_ranges() -> Result<()> {
         node.ip(&["route", "add", prefix, "dev", dev, "scope", "link"])?;
     }
     // FRR connects to the node; the node only listens, from its dynamic range.
-    let frr = Frr::start_with(
-        &leaf,
-        &format!(
-            "frr defaults traditional\nhostname leaf\n\
-             router bgp {LEAF1_AS}\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n\
-             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n"
-        ),
-        FrrOptions {
-            zebra: false,
-            ..FrrOptions::default()
-        },
-    )?;
+    let frr = leaf1_frr(&leaf, "")?;
     let agent = Agent::start(
         &node,
         &pods_and_range("\"10.244.0.0/16\"", Some("192.0.2.0/24")),
@@ -1146,21 +1128,12 @@ fn a_neighbor_entry_deleted_by_hand_is_resolved_again() -> Result<()> {
     // The route's next hop is a second address of the leaf that nothing but forwarded
     // traffic goes to: the kernel has no reason of its own to resolve it.
     leaf.ip(&["addr", "add", "192.0.2.2/24", "dev", "l0"])?;
-    let frr = Frr::start_with(
+    let frr = leaf1_frr(
         &leaf,
-        &format!(
-            "frr defaults traditional\nhostname leaf\n\
-             router bgp {LEAF1_AS}\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-             no bgp network import-check\n\
-             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
-             address-family ipv4 unicast\n  network 100.64.1.0/24\n  \
-             neighbor 192.0.2.11 route-map NH out\n exit-address-family\n\
-             route-map NH permit 10\n set ip next-hop 192.0.2.2\n"
-        ),
-        FrrOptions {
-            zebra: false,
-            ..FrrOptions::default()
-        },
+        "no bgp network import-check\n\
+         address-family ipv4 unicast\n  network 100.64.1.0/24\n  \
+         neighbor 192.0.2.11 route-map NH out\n exit-address-family\n\
+         route-map NH permit 10\n set ip next-hop 192.0.2.2\n",
     )?;
     let agent = Agent::start(
         &node,
