@@ -16,6 +16,7 @@ use bgp_ctl::rib::{
 };
 use bgp_wire::{AsPath, Family, MpNextHop, PathAttributes};
 use ipnet::{IpNet, Ipv4Net};
+use rand::seq::SliceRandom;
 
 /// Counts live heap bytes.
 struct Counting;
@@ -259,6 +260,21 @@ fn main() {
     );
     drop(ch);
     assert_eq!(rib.prefix_count(V4), 0);
+    drop(rib);
+
+    // The same table in random order (as a peer sends it whose table is hashed, like
+    // BIRD's): the index cannot use the locality of consecutive prefixes.
+    let mut shuffled = prefixes.clone();
+    shuffled.shuffle(&mut rand::rng());
+    let mut rib = Rib::new(RibConfig::new(64512, Ipv4Addr::new(10, 255, 0, 1)));
+    let a = add_peer(&mut rib, Ipv4Addr::new(10, 0, 0, 1), 65001);
+    let (secs, n) = load(&mut rib, a, &shuffled, 65001, Ipv4Addr::new(10, 0, 0, 1));
+    assert_eq!(n, ROUTES);
+    report("peer A again, fresh RIB, random order", secs, ROUTES, n);
+    let t = Timer::start();
+    let found = shuffled.iter().filter(|p| rib.best(**p).is_some()).count();
+    assert_eq!(found, ROUTES);
+    report("look up every prefix (random order)", t.stop(), ROUTES, 0);
     drop(rib);
     println!("\nheap left after dropping the RIB: {} B", live() - base);
     println!("(ns/route from CPU time; wall time is larger when other processes share the CPU)");

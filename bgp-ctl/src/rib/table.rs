@@ -7,12 +7,23 @@
 //! routes cheap: a prefix is stored once, in a dense slab of 20-byte slots (IPv4), with
 //! a single path inline; a hash index of slot ids (with 32 bits of their hash) finds it. Prefixes with two or
 //! more paths keep their paths in a side list.
+//!
+//! The index's hash keeps locality: 16 consecutive prefixes of one length share a block
+//! of neighbouring buckets (only the block is hashed, with a per-process key). Tables
+//! arrive mostly in order (FRR and GoBGP send theirs sorted, pods get consecutive
+//! addresses), and then a million inserts touch a cache line of the index per 16 routes
+//! instead of two or three per route; an index that misses the cache on every route was
+//! 40% of the receive time. Random order costs what it did. A peer still cannot pile
+//! prefixes into one place: it picks 4 bits of the bucket, never the block.
 
 use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use super::{attr_store::AttrId, prefix::RibPrefix};
+use super::{
+    attr_store::AttrId,
+    prefix::{LOCAL_BITS, RibPrefix},
+};
 
 /// Path flag: marked stale by graceful restart (RFC 4724), until refreshed or swept.
 pub(crate) const STALE: u8 = 1;
@@ -102,9 +113,14 @@ impl<P: RibPrefix> PrefixTable<P> {
         self.index.len()
     }
 
-    /// 32 bits of `prefix`'s hash.
+    /// 32 bits of `prefix`'s hash: its block's keyed hash, with the prefix's place in
+    /// the block mixed into the low bits (which pick the bucket: the block's prefixes
+    /// share 16 neighbouring buckets) and the top bits (hashbrown's tag, so that they
+    /// do not all match each other's).
     fn h32(&self, prefix: &P) -> u32 {
-        self.hasher.hash_one(prefix.hash_key()) as u32
+        let (block, local) = prefix.hash_split();
+        let h = self.hasher.hash_one(block) as u32;
+        h ^ local ^ (local << (32 - LOCAL_BITS))
     }
 
     /// The slot of `prefix`, if present.
@@ -316,8 +332,9 @@ mod tests {
     use super::*;
     use crate::rib::attr_store::{AttrStore, RouteAttrs};
     use bgp_wire::{MpNextHop, PathAttributes};
-    use ipnet::Ipv4Net;
-    use std::net::Ipv4Addr;
+    use ipnet::{Ipv4Net, Ipv6Net};
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn rec(store: &mut AttrStore, source: u16) -> PathRec {
         let id = store.intern(RouteAttrs::new(
@@ -396,6 +413,99 @@ mod tests {
         // The freed slot and list are reused.
         let q: Ipv4Net = "10.2.0.0/16".parse().unwrap();
         assert_eq!(t.find_or_insert(q), s);
+    }
+
+    #[test]
+    fn the_prefixes_of_a_block_share_their_buckets_but_not_their_tags() {
+        let t = PrefixTable::<Ipv4Net>::default();
+        let mask = (1u32 << LOCAL_BITS) - 1;
+        let tag_mask = mask << (32 - LOCAL_BITS);
+        for (base, len) in [(0x0a00_0000u32, 32u8), (0x0a00_0000, 24), (0x6440_0010, 32)] {
+            let step = 1u32 << (32 - u32::from(len));
+            let net = |i: u32| Ipv4Net::new(Ipv4Addr::from(base + i * step), len).unwrap();
+            let h0 = t.h32(&net(0));
+            let hs: Vec<u32> = (0..16).map(|i| t.h32(&net(i))).collect();
+            for (i, h) in hs.iter().enumerate() {
+                assert_eq!(
+                    h & !(mask | tag_mask),
+                    h0 & !(mask | tag_mask),
+                    "{}",
+                    net(i as u32)
+                );
+            }
+            let mut low: Vec<u32> = hs.iter().map(|h| h & mask).collect();
+            low.sort();
+            low.dedup();
+            assert_eq!(low.len(), 16, "one bucket each");
+            let mut tags: Vec<u32> = hs.iter().map(|h| h & tag_mask).collect();
+            tags.sort();
+            tags.dedup();
+            assert_eq!(tags.len(), 16, "one tag each");
+        }
+        // The next block, and the same bits at another length, hash elsewhere.
+        let a = t.h32(&"10.0.0.0/32".parse().unwrap());
+        let b = t.h32(&"10.0.0.16/32".parse().unwrap());
+        let c = t.h32(&"10.0.0.0/31".parse().unwrap());
+        assert_ne!(a & !(mask | tag_mask), b & !(mask | tag_mask));
+        assert_ne!(a & !(mask | tag_mask), c & !(mask | tag_mask));
+    }
+
+    /// A prefix from a small universe, so that operations collide: IPv4 lengths 0 to 5
+    /// and 28 to 32 over two /24s.
+    fn v4_prefix() -> impl Strategy<Value = Ipv4Net> {
+        (prop_oneof![0u8..=5, 28u8..=32], 0u32..512, prop::bool::ANY).prop_map(|(len, i, high)| {
+            let base = if high { 0xf000_0000u32 } else { 0x0a00_0000 };
+            Ipv4Net::new(Ipv4Addr::from(base + i), len).unwrap().trunc()
+        })
+    }
+
+    fn v6_prefix() -> impl Strategy<Value = Ipv6Net> {
+        (prop_oneof![0u8..=5, 60u8..=64, 120u8..=128], 0u128..512).prop_map(|(len, i)| {
+            let addr = (0x2001_0db8u128 << 96) | (i << 60) | i;
+            Ipv6Net::new(Ipv6Addr::from(addr), len).unwrap().trunc()
+        })
+    }
+
+    /// Inserts (true) and removals of `ops` on a table and a set: the table finds what
+    /// the set holds, and only that.
+    fn check_against_a_set<P: RibPrefix>(ops: &[(bool, P)]) -> Result<(), TestCaseError> {
+        let mut store = AttrStore::new();
+        let r = rec(&mut store, 1);
+        let mut t = PrefixTable::<P>::default();
+        let mut model = std::collections::BTreeSet::new();
+        for &(insert, p) in ops {
+            if insert {
+                let s = t.find_or_insert(p);
+                t.upsert(s, r);
+                model.insert(p);
+            } else if let Some(s) = t.find(&p) {
+                t.take(s, 1);
+                t.remove_if_empty(s);
+                model.remove(&p);
+            }
+            prop_assert_eq!(t.len(), model.len());
+        }
+        for &(_, p) in ops {
+            let found = t.find(&p).map(|s| t.prefix(s));
+            prop_assert_eq!(found, model.contains(&p).then_some(p));
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn the_index_finds_exactly_what_was_inserted_v4(
+            ops in prop::collection::vec((prop::bool::weighted(0.7), v4_prefix()), 1..400),
+        ) {
+            check_against_a_set(&ops)?;
+        }
+
+        #[test]
+        fn the_index_finds_exactly_what_was_inserted_v6(
+            ops in prop::collection::vec((prop::bool::weighted(0.7), v6_prefix()), 1..400),
+        ) {
+            check_against_a_set(&ops)?;
+        }
     }
 
     #[test]
