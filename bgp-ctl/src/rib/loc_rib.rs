@@ -92,6 +92,7 @@ pub(crate) fn decide<P: RibPrefix>(
             best,
             slot,
         });
+        table.mark_fib_dirty(slot);
     }
     table.remove_if_empty(slot);
 }

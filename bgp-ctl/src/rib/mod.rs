@@ -696,6 +696,52 @@ impl Rib {
             .collect()
     }
 
+    /// From now on, queues every prefix whose Loc-RIB state changes for the FIB
+    /// programmer, to be taken with [`Rib::take_fib_changes`]. A prefix is queued once
+    /// however often it changes before it is taken, and a withdrawn one keeps its place
+    /// in the table until then: the queue never outgrows the table, where keeping the
+    /// changes themselves until the FIB could take them grew with the churn.
+    pub fn track_fib_changes(&mut self) {
+        self.v4.table.track_fib();
+        self.v6.table.track_fib();
+    }
+
+    /// Prefixes queued for the FIB (see [`Rib::track_fib_changes`]).
+    pub fn fib_pending(&self) -> usize {
+        self.v4.table.fib_queued() + self.v6.table.fib_queued()
+    }
+
+    /// Up to `max` of the prefixes queued for the FIB, oldest first (IPv4 before IPv6),
+    /// each with its Loc-RIB state now (`best: None`: withdrawn). Equal multipath sets
+    /// are shared.
+    pub fn take_fib_changes(&mut self, max: usize) -> Vec<RibChange> {
+        fn take<P: RibPrefix>(
+            table: &mut PrefixTable<P>,
+            core: &Core,
+            max: usize,
+            sets: &mut ChangeBuilder,
+            out: &mut Vec<RibChange>,
+        ) {
+            let mut members = Vec::new();
+            while out.len() < max {
+                let Some(slot) = table.pop_fib_dirty() else {
+                    return;
+                };
+                let best = loc_rib::best_route(table, core, slot, sets, &mut members);
+                out.push(RibChange {
+                    prefix: table.prefix(slot).into(),
+                    best,
+                    slot,
+                });
+                table.remove_if_empty(slot);
+            }
+        }
+        let (mut sets, mut out) = (ChangeBuilder::default(), Vec::new());
+        take(&mut self.v4.table, &self.core, max, &mut sets, &mut out);
+        take(&mut self.v6.table, &self.core, max, &mut sets, &mut out);
+        out
+    }
+
     /// The longest prefix in the Loc-RIB that covers `prefix` (an address is a /32 or
     /// /128), for `show routes PREFIX`.
     pub fn longest_match(&self, prefix: IpNet) -> Option<(IpNet, BestRoute)> {

@@ -3,49 +3,37 @@
 //!
 //! The programmer writes BPF maps a few times slower than the RIB takes in routes. If
 //! the speaker waited for it, a full table would arrive only as fast as the maps are
-//! written, and every session would stall behind it. If it queued every change, a
-//! million changes (~60 bytes each) would sit in memory. Instead, while the queue to the
-//! programmer is full, only the *prefixes* wait here (in order, ~24 bytes each), and
-//! their state is read from the Loc-RIB when they go: a prefix that changed several
-//! times meanwhile is programmed once, as it is then. This is how BIRD and zebra feed
-//! their kernel tables too: the RIB is the source of truth, the FIB catches up.
+//! written, and every session would stall behind it. Queuing the changes themselves
+//! would hold a million of them (~60 bytes each, or 24 for their prefixes) and grow
+//! with the churn. Instead the RIB queues the *slots* whose state changed
+//! ([`Rib::track_fib_changes`]): once each however often they change, 4 bytes per
+//! prefix, never more than the table. When the programmer has room, the oldest go as
+//! the Loc-RIB has them then. This is how zebra feeds its dataplane too (a route node
+//! is queued once, flagged while queued): the RIB is the source of truth, the FIB
+//! catches up, and nothing waits for it.
 //!
-//! Ordering: a local prefix's target ([`Work::LocalTarget`]) keeps its place among the
-//! prefixes. A peer going down ([`Work::PeerDown`]) goes ahead of waiting prefixes: they
-//! are read from the Loc-RIB later, which no longer has that peer's paths.
-//!
-//! Memory stays bounded whatever peers send: beyond [`Outbox::limit`] waiting items,
-//! [`Outbox::push_changes`] says so and the speaker waits for the programmer (see
-//! [`Outbox::drain_until_under_limit`]).
+//! Ordering: other work ([`Work::PeerDown`], [`Work::LocalTarget`]) goes in its own
+//! order ahead of the queued prefixes. A peer down shrinks the next-hop groups before the
+//! per-prefix changes; a target must be known before its prefix is programmed; and a
+//! target forgotten early is never missed, because only a change with a local path reads
+//! it and a withdrawn local prefix has none (unless it is originated again, which sets
+//! its target again, after).
 
 use std::collections::VecDeque;
 
-use ipnet::IpNet;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use crate::{
-    programmer::Work,
-    rib::{Rib, RibChange},
-};
+use crate::{programmer::Work, rib::Rib};
 
 /// Most Loc-RIB changes in one work item for the FIB programmer: with its bounded queue,
 /// this bounds the changes in flight between the two.
 pub const FIB_CHUNK: usize = 4096;
-/// Waiting items always allowed, however small the Loc-RIB.
-const MIN_LIMIT: usize = 1 << 16;
 
-/// One waiting item.
-enum Pending {
-    /// Bring this prefix up to date from the Loc-RIB (where it was: a lookup hint).
-    Prefix(IpNet, u32),
-    /// Work sent as is (boxed: a waiting prefix then takes 24 bytes, not 40).
-    Work(Box<Work>),
-}
-
-/// The speaker's end of the programmer's queue, with what did not fit in it yet.
+/// The speaker's end of the programmer's queue, with the work that did not fit in it.
 pub struct Outbox {
     tx: mpsc::Sender<Work>,
-    waiting: VecDeque<Pending>,
+    /// Work that goes ahead of the RIB's queued prefixes, in order.
+    ahead: VecDeque<Work>,
 }
 
 impl Outbox {
@@ -53,115 +41,56 @@ impl Outbox {
     pub fn new(tx: mpsc::Sender<Work>) -> Self {
         Outbox {
             tx,
-            waiting: VecDeque::new(),
+            ahead: VecDeque::new(),
         }
     }
 
-    /// A handle on the queue, to wait for room in it (see [`Outbox::send_waiting`]).
+    /// A handle on the queue, to wait for room in it (see [`Outbox::send_next`]).
     pub fn sender(&self) -> mpsc::Sender<Work> {
         self.tx.clone()
     }
 
-    /// Something waits for room in the queue.
-    pub fn has_waiting(&self) -> bool {
-        !self.waiting.is_empty()
+    /// Something waits for room in the queue, here or in `rib`.
+    pub fn has_waiting(&self, rib: &Rib) -> bool {
+        !self.ahead.is_empty() || rib.fib_pending() > 0
     }
 
-    /// Items waiting.
-    pub fn waiting(&self) -> usize {
-        self.waiting.len()
-    }
-
-    /// Most items that may wait: twice the Loc-RIB (every prefix changed twice over)
-    /// or [`MIN_LIMIT`].
-    pub fn limit(rib: &Rib) -> usize {
-        let routes = rib.prefix_count(bgp_wire::Family::IPV4_UNICAST)
-            + rib.prefix_count(bgp_wire::Family::IPV6_UNICAST);
-        (2 * routes).max(MIN_LIMIT)
-    }
-
-    /// Hands over `changes`: at once if the queue has room and nothing waits before
-    /// them, otherwise their prefixes wait.
-    pub fn push_changes(&mut self, changes: Vec<RibChange>) {
-        let mut changes = changes.into_iter();
-        if self.waiting.is_empty() {
-            loop {
-                let chunk: Vec<RibChange> = changes.by_ref().take(FIB_CHUNK).collect();
-                if chunk.is_empty() {
-                    return;
-                }
-                match self.tx.try_send(Work::Changes(chunk)) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(Work::Changes(chunk))) => {
-                        self.waiting
-                            .extend(chunk.into_iter().map(|c| Pending::Prefix(c.prefix, c.slot)));
-                        break;
-                    }
-                    // The programmer has stopped (the daemon is ending).
-                    Err(_) => return,
-                }
-            }
-        }
-        self.waiting
-            .extend(changes.map(|c| Pending::Prefix(c.prefix, c.slot)));
-    }
-
-    /// Hands over `work` (not [`Work::Changes`]: see [`Outbox::push_changes`]).
+    /// Hands over `work` (not [`Work::Changes`]: the RIB queues those), at once if the
+    /// queue has room.
     pub fn push(&mut self, work: Work) {
-        let urgent = matches!(work, Work::PeerDown(_));
-        if self.waiting.is_empty() || urgent {
+        self.ahead.push_back(work);
+        while let Some(work) = self.ahead.pop_front() {
             match self.tx.try_send(work) {
                 Ok(()) | Err(TrySendError::Closed(_)) => {}
-                Err(TrySendError::Full(work)) if urgent => {
-                    self.waiting.push_front(Pending::Work(Box::new(work)));
-                }
                 Err(TrySendError::Full(work)) => {
-                    self.waiting.push_back(Pending::Work(Box::new(work)))
+                    self.ahead.push_front(work);
+                    return;
                 }
             }
-        } else {
-            self.waiting.push_back(Pending::Work(Box::new(work)));
         }
     }
 
-    /// Sends the next waiting item through `permit` (room in the queue): a work item, or
-    /// up to [`FIB_CHUNK`] consecutive prefixes as they are in `rib` now.
-    pub fn send_waiting(&mut self, permit: mpsc::Permit<'_, Work>, rib: &Rib) {
-        let work = match self.waiting.pop_front() {
-            None => return,
-            Some(Pending::Work(w)) => *w,
-            Some(Pending::Prefix(first, hint)) => {
-                let mut prefixes = vec![(first, hint)];
-                while prefixes.len() < FIB_CHUNK {
-                    match self.waiting.front() {
-                        Some(Pending::Prefix(p, hint)) => {
-                            prefixes.push((*p, *hint));
-                            self.waiting.pop_front();
-                        }
-                        _ => break,
-                    }
-                }
-                Work::Changes(rib.current(prefixes))
-            }
-        };
-        permit.send(work);
-        // A burst's backlog (a full table: tens of MB) is given back once sent.
-        if self.waiting.is_empty() && self.waiting.capacity() > MIN_LIMIT {
-            self.waiting = VecDeque::new();
-        }
-    }
-
-    /// Waits for the programmer until at most `limit` items wait (backpressure on the
-    /// sessions, only when peers change routes faster than the maps can follow for
-    /// longer than a full table takes).
-    pub async fn drain_until_under_limit(&mut self, rib: &Rib, limit: usize) {
+    /// Sends what fits in the queue now, without waiting: call after `rib` changed.
+    pub fn flush(&mut self, rib: &mut Rib) {
         let tx = self.tx.clone();
-        while self.waiting.len() > limit {
-            let Ok(permit) = tx.reserve().await else {
-                self.waiting.clear();
+        while self.has_waiting(rib) {
+            let Ok(permit) = tx.try_reserve() else {
                 return;
             };
-            self.send_waiting(permit, rib);
+            self.send_next(permit, rib);
+        }
+    }
+
+    /// Sends the next waiting item through `permit` (room in the queue): work that goes
+    /// ahead, else up to [`FIB_CHUNK`] of the RIB's queued prefixes as they are now.
+    pub fn send_next(&mut self, permit: mpsc::Permit<'_, Work>, rib: &mut Rib) {
+        if let Some(work) = self.ahead.pop_front() {
+            permit.send(work);
+            return;
+        }
+        let changes = rib.take_fib_changes(FIB_CHUNK);
+        if !changes.is_empty() {
+            permit.send(Work::Changes(changes));
         }
     }
 }
@@ -170,12 +99,7 @@ impl Outbox {
 mod tests {
     use std::net::Ipv4Addr;
 
-    #[test]
-    fn a_waiting_prefix_takes_24_bytes() {
-        assert_eq!(std::mem::size_of::<Pending>(), 24);
-    }
-
-    use bgp_wire::{MpNextHop, Origin, PathAttributes};
+    use bgp_wire::{Family, MpNextHop, Origin, PathAttributes};
 
     use super::*;
     use crate::{
@@ -184,10 +108,12 @@ mod tests {
     };
 
     fn rib() -> Rib {
-        Rib::new(RibConfig::new(4_200_000_001, Ipv4Addr::new(192, 0, 2, 11)))
+        let mut rib = Rib::new(RibConfig::new(4_200_000_001, Ipv4Addr::new(192, 0, 2, 11)));
+        rib.track_fib_changes();
+        rib
     }
 
-    fn local(rib: &mut Rib, prefix: &str) -> Vec<RibChange> {
+    fn local(rib: &mut Rib, prefix: &str) {
         let attrs = RouteAttrs::new(
             PathAttributes {
                 origin: Origin::Igp,
@@ -195,92 +121,113 @@ mod tests {
             },
             MpNextHop::Ipv4(Ipv4Addr::UNSPECIFIED),
         );
-        rib.originate(&[prefix.parse().unwrap()], attrs)
+        rib.originate(&[prefix.parse().unwrap()], attrs);
     }
 
-    fn prefixes(work: &Work) -> Vec<(String, bool)> {
+    fn describe(work: &Work) -> String {
         match work {
-            Work::Changes(c) => c
-                .iter()
-                .map(|c| (c.prefix.to_string(), c.best.is_some()))
-                .collect(),
-            _ => Vec::new(),
+            Work::Changes(c) => {
+                let c: Vec<String> = c
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} {}",
+                            c.prefix,
+                            if c.best.is_some() { "up" } else { "down" }
+                        )
+                    })
+                    .collect();
+                format!("changes {}", c.join(", "))
+            }
+            Work::PeerDown(p) => format!("peer {} down", p.0),
+            Work::LocalTarget(p, t) => format!(
+                "target {p} {}",
+                if t.is_some() { "set" } else { "forgotten" }
+            ),
         }
     }
 
     #[tokio::test]
-    async fn waiting_prefixes_go_as_the_rib_has_them_then_and_peer_down_goes_first() {
+    async fn queued_prefixes_go_as_the_rib_has_them_then_and_other_work_goes_ahead() {
         let mut rib = rib();
         let (tx, mut rx) = mpsc::channel(1);
         let mut out = Outbox::new(tx);
         // Fills the queue.
-        let a = local(&mut rib, "10.244.1.1/32");
-        out.push_changes(a);
-        assert!(!out.has_waiting());
-        // These wait: a target, two prefixes (one of which is withdrawn meanwhile).
+        local(&mut rib, "10.244.1.1/32");
+        out.flush(&mut rib);
+        assert!(!out.has_waiting(&rib));
+        // These wait: a target, two prefixes (one of which is withdrawn meanwhile), a
+        // peer down and a target forgotten.
         out.push(Work::LocalTarget(
             "10.244.1.2/32".parse().unwrap(),
             Some(LocalTarget::Kernel),
         ));
-        let b = local(&mut rib, "10.244.1.2/32");
-        out.push_changes(b);
-        let c = local(&mut rib, "10.244.1.3/32");
-        out.push_changes(c);
+        local(&mut rib, "10.244.1.2/32");
+        local(&mut rib, "10.244.1.3/32");
         rib.withdraw_local(&["10.244.1.3/32".parse().unwrap()]);
         out.push(Work::PeerDown(PeerId(7)));
-        assert_eq!(out.waiting(), 4);
+        out.push(Work::LocalTarget("10.244.1.3/32".parse().unwrap(), None));
+        out.flush(&mut rib);
+        assert_eq!(rib.fib_pending(), 2);
+        assert_eq!(
+            rib.prefix_count(Family::IPV4_UNICAST),
+            2,
+            "the withdrawn one is parked, not counted"
+        );
 
-        // In order: what was queued, the peer down ahead of the waiting items, the
-        // target, then both prefixes in one chunk as the RIB has them now.
         let tx = out.sender();
         let mut seen = Vec::new();
-        for _ in 0..4 {
-            let w = rx.recv().await.unwrap();
-            seen.push(match &w {
-                Work::Changes(_) => format!("changes {:?}", prefixes(&w)),
-                Work::PeerDown(_) => "peer down".into(),
-                Work::LocalTarget(p, _) => format!("target {p}"),
-            });
-            if out.has_waiting() {
+        for _ in 0..5 {
+            seen.push(describe(&rx.recv().await.unwrap()));
+            if out.has_waiting(&rib) {
                 let permit = tx.reserve().await.unwrap();
-                out.send_waiting(permit, &rib);
+                out.send_next(permit, &mut rib);
             }
         }
         assert_eq!(
             seen,
             [
-                "changes [(\"10.244.1.1/32\", true)]",
-                "peer down",
-                "target 10.244.1.2/32",
-                "changes [(\"10.244.1.2/32\", true), (\"10.244.1.3/32\", false)]",
+                "changes 10.244.1.1/32 up",
+                "target 10.244.1.2/32 set",
+                "peer 7 down",
+                "target 10.244.1.3/32 forgotten",
+                "changes 10.244.1.2/32 up, 10.244.1.3/32 down",
             ]
         );
-        assert!(!out.has_waiting());
+        assert!(!out.has_waiting(&rib));
+        assert_eq!(rib.prefix_count(Family::IPV4_UNICAST), 2);
     }
 
     #[tokio::test]
-    async fn past_the_limit_the_speaker_waits_for_the_programmer() {
+    async fn a_prefix_that_changes_while_queued_is_queued_once_and_goes_as_it_is_last() {
         let mut rib = rib();
         let (tx, mut rx) = mpsc::channel(1);
         let mut out = Outbox::new(tx);
-        for i in 0..10u8 {
-            let c = local(&mut rib, &format!("10.244.2.{i}/32"));
-            out.push_changes(c);
-        }
-        assert_eq!(out.waiting(), 9);
-        let reader = tokio::spawn(async move {
-            let mut n = 0;
-            while let Some(w) = rx.recv().await {
-                n += prefixes(&w).len();
-                if n == 10 {
-                    break;
+        // The queue is full: everything after this waits in the RIB.
+        out.push(Work::PeerDown(PeerId(1)));
+        for round in 0..1000 {
+            for i in 0..10u8 {
+                local(&mut rib, &format!("10.244.2.{i}/32"));
+            }
+            for i in 0..10u8 {
+                if round < 999 || i % 2 == 0 {
+                    rib.withdraw_local(&[format!("10.244.2.{i}/32").parse().unwrap()]);
                 }
             }
-            n
-        });
-        out.drain_until_under_limit(&rib, 0).await;
-        assert!(!out.has_waiting());
-        drop(out);
-        assert_eq!(reader.await.unwrap(), 10);
+        }
+        // 20,000 changes of 10 prefixes: 10 queued, in the order they first changed.
+        assert_eq!(rib.fib_pending(), 10);
+        assert_eq!(rib.prefix_count(Family::IPV4_UNICAST), 5);
+        assert_eq!(describe(&rx.recv().await.unwrap()), "peer 1 down");
+        out.flush(&mut rib);
+        let want: Vec<String> = (0..10)
+            .map(|i| format!("10.244.2.{i}/32 {}", if i % 2 == 0 { "down" } else { "up" }))
+            .collect();
+        assert_eq!(
+            describe(&rx.recv().await.unwrap()),
+            format!("changes {}", want.join(", "))
+        );
+        assert_eq!(rib.fib_pending(), 0);
+        assert!(!out.has_waiting(&rib));
     }
 }

@@ -128,8 +128,10 @@ impl Speaker {
     ) -> Self {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (accepted_tx, accepted) = mpsc::channel(16);
+        let mut rib = Rib::new(settings.rib.clone());
+        rib.track_fib_changes();
         Speaker {
-            rib: Rib::new(settings.rib.clone()),
+            rib,
             settings,
             peers: HashMap::new(),
             by_id: HashMap::new(),
@@ -214,9 +216,9 @@ impl Speaker {
         let fib = self.fib.sender();
         loop {
             let gr_deadline = self.peers.values().filter_map(|p| p.stale_deadline).min();
-            let fib_waiting = self.fib.has_waiting();
+            let fib_waiting = self.fib.has_waiting(&self.rib);
             tokio::select! {
-                Ok(permit) = fib.reserve(), if fib_waiting => self.fib.send_waiting(permit, &self.rib),
+                Ok(permit) = fib.reserve(), if fib_waiting => self.fib.send_next(permit, &mut self.rib),
                 Some(ev) = self.events.recv() => self.on_session_event(ev).await,
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd).await,
@@ -529,11 +531,8 @@ impl Speaker {
                 Err(e) => warn!("peer {addr}: export: {e}"),
             }
         }
-        self.fib.push_changes(changes);
-        let limit = Outbox::limit(&self.rib);
-        if self.fib.waiting() > limit {
-            self.fib.drain_until_under_limit(&self.rib, limit).await;
-        }
+        // The RIB has queued the changed prefixes for the programmer.
+        self.fib.flush(&mut self.rib);
     }
 
     async fn export_all(&mut self, addr: IpAddr, family: Family) {
