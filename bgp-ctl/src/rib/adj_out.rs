@@ -107,6 +107,8 @@ pub(crate) struct Exporter<'a> {
     /// depend on the prefix (the family matters: it picks our next hop). Holds a reference
     /// on every id it remembers.
     memo: HashMap<(Family, u16, AttrId), Option<AttrId>>,
+    /// The memo's entry used last (consecutive routes mostly share attributes).
+    last: Option<((Family, u16, AttrId), Option<AttrId>)>,
     out: AdvertisementBuilder,
 }
 
@@ -117,6 +119,7 @@ impl<'a> Exporter<'a> {
             target,
             filter,
             memo: HashMap::new(),
+            last: None,
             out: AdvertisementBuilder::default(),
         }
     }
@@ -139,11 +142,19 @@ impl<'a> Exporter<'a> {
         best_id: AttrId,
     ) -> Option<AttrId> {
         let memoize = self.filter.prefix_independent();
-        if memoize && let Some(&out) = self.memo.get(&(family, source, best_id)) {
-            if let Some(o) = out {
-                self.core.attrs.retain(o);
+        let key = (family, source, best_id);
+        if memoize {
+            let hit = match self.last {
+                Some((k, out)) if k == key => Some(out),
+                _ => self.memo.get(&key).copied(),
+            };
+            if let Some(out) = hit {
+                if let Some(o) = out {
+                    self.core.attrs.retain(o);
+                }
+                self.last = Some((key, out));
+                return out;
             }
-            return out;
         }
         let core = &mut *self.core;
         let best = core.attrs.get(best_id).clone();
@@ -159,7 +170,8 @@ impl<'a> Exporter<'a> {
             if let Some(o) = out {
                 core.attrs.retain(o);
             }
-            self.memo.insert((family, source, best_id), out);
+            self.memo.insert(key, out);
+            self.last = Some((key, out));
         }
         out
     }
@@ -187,8 +199,14 @@ impl<'a> Exporter<'a> {
         prefix: P,
         best: Option<(u16, AttrId)>,
     ) {
-        let desired =
-            best.and_then(|(source, id)| self.export_attrs(prefix.into(), P::FAMILY, source, id));
+        // Never back to its source (as `before_policy` says, without the memo lookup: a
+        // table from one peer is mostly exported to that peer's session for nothing).
+        let desired = best
+            .filter(|&(source, _)| source != self.target)
+            .and_then(|(source, id)| self.export_attrs(prefix.into(), P::FAMILY, source, id));
+        if desired.is_none() && adj_out.is_empty() {
+            return;
+        }
         let core = &mut *self.core;
         let old = match (desired, adj_out.entry(prefix)) {
             (Some(d), Entry::Occupied(mut e)) => {
