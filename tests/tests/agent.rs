@@ -505,7 +505,36 @@ fn fib_equals_loc_rib_after_churn_from_two_peers() -> Result<()> {
         s["tables"]["routes"],
         expected.len()
     );
+    // The bulk writers give way to the sessions and the RIB.
+    let pid = agent.pid().context("the agent is not running")?;
+    for (thread, want) in [("fib-programmer", 10), ("tokio-rt-worker", 0)] {
+        let nice = thread_nice(pid, thread)?;
+        ensure!(
+            nice == want,
+            "thread {thread} runs at nice {nice}, want {want}"
+        );
+    }
     Ok(())
+}
+
+/// The niceness of the first thread of `pid` named `name` (`/proc/PID/task/*/stat`).
+fn thread_nice(pid: u32, name: &str) -> Result<i64> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let stat = std::fs::read_to_string(task?.path().join("stat"))?;
+        let (comm, rest) = stat
+            .split_once(" (")
+            .and_then(|(_, r)| r.rsplit_once(") "))
+            .with_context(|| format!("unreadable stat {stat:?}"))?;
+        if comm == name {
+            // Fields after the name start at the 3rd (state); nice is the 19th.
+            let nice = rest
+                .split_whitespace()
+                .nth(16)
+                .with_context(|| format!("short stat {stat:?}"))?;
+            return Ok(nice.parse()?);
+        }
+    }
+    bail!("no thread {name} in process {pid}")
 }
 
 fn tail(text: &str, lines: usize) -> String {

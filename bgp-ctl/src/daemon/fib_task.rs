@@ -54,6 +54,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("fib-programmer".into())
         .spawn(move || {
+            background_priority("fib programmer");
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -66,6 +67,27 @@ pub fn spawn(
             };
             rt.block_on(run(fib, work, queries, attached, resync_after, kernel));
         })
+}
+
+/// Niceness of the threads that write tables in bulk (the XDP maps, the kernel FIB).
+const BACKGROUND_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's CPU priority: while a full table goes into the maps, the
+/// sessions (keepalives, BFD), the RIB and the CLI go first. A FIB a few milliseconds
+/// late during a burst costs nothing; a hold timer missed behind map writes costs a
+/// session. Outside bursts the CPU is idle and the writer runs at once.
+pub(super) fn background_priority(what: &str) {
+    // SAFETY: plain system calls on this thread's own id.
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, BACKGROUND_NICE)
+    };
+    if rc != 0 {
+        warn!(
+            "{what}: cannot lower its priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 async fn run(

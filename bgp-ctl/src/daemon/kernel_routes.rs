@@ -179,6 +179,7 @@ pub fn spawn(enabled: bool, resync_after: Duration) -> std::io::Result<Option<Ke
     std::thread::Builder::new()
         .name("kernel-fib".into())
         .spawn(move || {
+            super::fib_task::background_priority("kernel FIB writer");
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
