@@ -109,16 +109,18 @@ async fn serve(c: config::Config, path: &Path) -> Result<()> {
         .iter()
         .map(|a| SocketAddr::new(*a, c.listen.port))
         .collect();
-    let listener = Arc::new(
-        Listener::bind(&addrs).context("BGP listener (is port 179 taken by another daemon?)")?,
-    );
+    let listener = Arc::new(Listener::bind(&addrs).map_err(|e| {
+        let hint = bind_hint(e.kind(), c.listen.port);
+        anyhow::Error::new(e).context(format!("BGP listener{hint}"))
+    })?);
     let mut speaker = Speaker::new(specs::speaker_settings(&c), work_tx, Some(listener.clone()));
     if !c.origination.pod_cidrs.is_empty() {
         speaker.defer_end_of_rib();
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     if c.peer.iter().chain(&c.dynamic_neighbors).any(|n| n.bfd) {
-        let bfd = BfdManager::spawn().context("BFD (is UDP port 3784 taken?)")?;
+        // Its sockets are opened with the first session (errors then name the socket).
+        let bfd = BfdManager::spawn().context("BFD")?;
         tokio::spawn(forward_bfd(bfd.subscribe(), cmd_tx.clone()));
         speaker.set_bfd(bfd);
     }
@@ -235,6 +237,21 @@ async fn serve(c: config::Config, path: &Path) -> Result<()> {
 
 /// Hands BFD's reports to the speaker. A peer that took its end administratively down
 /// does not bring the session down (RFC 5882 section 3.2).
+/// What to check when binding `port` failed with `kind`, for the error message.
+fn bind_hint(kind: std::io::ErrorKind, port: u16) -> String {
+    use std::io::ErrorKind;
+    match kind {
+        ErrorKind::AddrInUse => format!(" (port {port} is taken by another daemon)"),
+        ErrorKind::PermissionDenied => format!(
+            " (port {port} needs CAP_NET_BIND_SERVICE: run as root or grant the capability)"
+        ),
+        ErrorKind::AddrNotAvailable => {
+            " (the address is not on this node: check [listen] addresses)".to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
 async fn forward_bfd(
     mut events: mpsc::UnboundedReceiver<crate::bfd::BfdEvent>,
     cmds: mpsc::Sender<Command>,
@@ -306,5 +323,30 @@ impl Handler for Api {
                 })
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_listener_that_cannot_bind_says_what_to_check() {
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let e = Listener::bind(&[taken.local_addr().unwrap()])
+            .err()
+            .expect("the port is taken");
+        assert_eq!(
+            bind_hint(e.kind(), 179),
+            " (port 179 is taken by another daemon)"
+        );
+        // 192.0.2.1 (TEST-NET-1) is on no interface here.
+        let e = Listener::bind(&[SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 0))])
+            .err()
+            .expect("not our address");
+        assert!(bind_hint(e.kind(), 179).contains("not on this node"), "{e}");
+        assert_eq!(bind_hint(std::io::ErrorKind::Other, 179), "");
     }
 }

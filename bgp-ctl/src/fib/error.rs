@@ -20,6 +20,17 @@ pub enum FibError {
         /// This binary's version.
         expected: u32,
     },
+    /// Nothing is pinned where the dataplane's maps should be.
+    #[error(
+        "no dataplane pinned in {0}: the daemon (or `bgp-ctl dataplane attach`) has not \
+         run, or it pins elsewhere (`[dataplane] pin-dir`)"
+    )]
+    NoPins(PathBuf),
+    /// One map is missing from the pin directory.
+    #[error(
+        "no map `{1}` pinned in {0}: pinned by another version? (`bgp-ctl dataplane detach --all`)"
+    )]
+    NotPinned(PathBuf, &'static str),
     /// A map the object should define is missing.
     #[error("the XDP object has no map `{0}`")]
     MissingMap(&'static str),

@@ -81,7 +81,11 @@ fn open(dir: &Path, name: &'static str, wrap: fn(MapData) -> Map) -> Result<Map,
     let path = dir.join(name);
     let data = MapData::from_pin(&path).map_err(|e| match e {
         MapError::SyscallError(ref s) if s.io_error.kind() == std::io::ErrorKind::NotFound => {
-            FibError::MissingMap(name)
+            if dir.exists() {
+                FibError::NotPinned(dir.to_path_buf(), name)
+            } else {
+                FibError::NoPins(dir.to_path_buf())
+            }
         }
         e => FibError::Map(e),
     })?;
@@ -267,4 +271,19 @@ fn sum_counters(mut a: Counters, b: &Counters) -> Counters {
     a.pass_no_egress += b.pass_no_egress;
     a.drop_blackhole += b.drop_blackhole;
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pin_directory_that_is_not_there_is_named_as_such() {
+        let dir = Path::new("/sys/fs/bpf/bgp-ctl-test-no-such-pins");
+        match FibMaps::open(dir) {
+            Err(FibError::NoPins(d)) => assert_eq!(d, dir),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("opened maps that are not there"),
+        }
+    }
 }
