@@ -1096,6 +1096,59 @@ fn run_ops(ops: &[Op], relax: bool) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+#[test]
+fn the_fib_queue_holds_each_changed_prefix_once_with_its_state_when_taken() {
+    let mut r = rib();
+    r.track_fib_changes();
+    let a = peer(&mut r, "10.0.0.1", 65001);
+    let b = peer(&mut r, "10.0.0.2", 65002);
+    announce(
+        &mut r,
+        a,
+        &["10.1.0.0/24", "10.2.0.0/24"],
+        attrs(&[65001], "10.0.0.1"),
+    );
+    announce(&mut r, b, &["10.2.0.0/24"], attrs(&[65002, 1], "10.0.0.2"));
+    assert_eq!(r.fib_pending(), 2, "queued once each");
+    let first = r.take_fib_changes(1);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].prefix, net("10.1.0.0/24"));
+    // Peer A goes: 10.1/24 leaves the Loc-RIB (its slot waits for the FIB), 10.2/24
+    // moves to B; the queue keeps 10.2/24 where it was.
+    r.peer_down(a, &[]).unwrap();
+    assert_eq!(
+        r.prefix_count(V4),
+        1,
+        "a withdrawn prefix waiting for the FIB is not counted"
+    );
+    assert_eq!(r.loc_rib(V4).count(), 1);
+    assert_eq!(r.adj_rib_in(a, V4).unwrap().count(), 0);
+    assert_eq!(r.longest_match(net("10.1.0.7/32")), None);
+    // Back before the FIB was told: the parked slot serves again.
+    announce(&mut r, b, &["10.1.0.0/24"], attrs(&[65002], "10.0.0.2"));
+    r.withdraw(b, &[net("10.1.0.0/24")]).unwrap();
+    assert_eq!(r.fib_pending(), 2);
+    let rest: Vec<(IpNet, Option<PathSource>)> = r
+        .take_fib_changes(10)
+        .into_iter()
+        .map(|c| (c.prefix, c.best.map(|b| b.source)))
+        .collect();
+    assert_eq!(
+        rest,
+        [
+            (net("10.2.0.0/24"), Some(PathSource::Peer(b))),
+            (net("10.1.0.0/24"), None),
+        ]
+    );
+    assert_eq!(r.fib_pending(), 0);
+    assert_eq!(r.prefix_count(V4), 1);
+    // Its slot is free now: a new prefix takes it, and nothing else changes.
+    announce(&mut r, b, &["10.3.0.0/24"], attrs(&[65002], "10.0.0.2"));
+    assert_eq!(r.prefix_count(V4), 2);
+    assert_eq!(best_source(&r, "10.1.0.0/24"), None);
+    assert_eq!(best_source(&r, "10.3.0.0/24"), Some(PathSource::Peer(b)));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
