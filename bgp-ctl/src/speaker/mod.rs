@@ -227,6 +227,12 @@ impl Speaker {
                 Some((range, acc)) = self.accepted.recv() => self.on_dynamic(range, acc).await,
                 _ = sleep_until(gr_deadline), if gr_deadline.is_some() => self.on_stale_timer().await,
             }
+            // Back to the scheduler after every event. While a table arrives the events
+            // are always ready, and tokio would run this task ~128 of them (100 ms and
+            // more) before it yields; meanwhile what it woke (the session it took the
+            // UPDATEs from, the CLI it answered) waits in this worker's LIFO slot, which
+            // no other worker takes from. Yielding lets them run, on either worker.
+            tokio::task::yield_now().await;
         }
         for (_, p) in self.peers.drain() {
             p.handle.shutdown().await;
