@@ -4,7 +4,7 @@
 //! members, then the rest.
 //!
 //! One table holds both RIBs, as BIRD and FRR do, because that is what makes a million
-//! routes cheap: a prefix is stored once, in a dense slab of 20-byte slots (IPv4), with
+//! routes cheap: a prefix is stored once, in a dense slab of 24-byte slots (IPv4), with
 //! a single path inline; a hash index of slot ids (with 32 bits of their hash) finds it. Prefixes with two or
 //! more paths keep their paths in a side list.
 //!
