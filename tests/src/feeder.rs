@@ -42,13 +42,30 @@ use crate::{
 /// writer may send a KEEPALIVE.
 const CHUNK: usize = 64 * 1024;
 
+/// The order a feed announces its routes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FeedOrder {
+    /// Address by address, as FRR sends its table.
+    #[default]
+    Ascending,
+    /// Scattered over the range, as a peer that sends from a hash table may: route `i`
+    /// is `first + i * P mod N` for a prime `P` larger than `N`, so no two routes sent
+    /// one after the other are neighbours.
+    Scattered,
+}
+
+/// [`FeedOrder::Scattered`]'s multiplier: a prime (Knuth's 2^32 / golden ratio).
+const SCATTER: u64 = 2_654_435_761;
+
 /// What to announce.
 #[derive(Debug, Clone)]
 pub struct FeedSpec {
     /// Number of /32 routes.
     pub routes: u32,
-    /// The first /32; the others follow it address by address.
+    /// The first /32; the others are the addresses after it, in `order`.
     pub first: Ipv4Addr,
+    /// The order they are announced in.
+    pub order: FeedOrder,
     /// The feeder's AS: the first AS of every AS path.
     pub asn: u32,
     /// NEXT_HOP of every route (the feeder's address on the link).
@@ -75,27 +92,37 @@ impl Feed {
             bail!("a feed needs at least one route and one attribute set");
         }
         let first = u32::from(spec.first);
-        let last = first
+        first
             .checked_add(spec.routes - 1)
             .ok_or_else(|| anyhow!("{} routes from {} overflow IPv4", spec.routes, spec.first))?;
+        let n = u64::from(spec.routes);
+        if spec.order == FeedOrder::Scattered && n % SCATTER == 0 {
+            bail!("a scattered feed cannot have {n} routes (a multiple of {SCATTER})");
+        }
+        // The i-th route sent.
+        let address = |i: u32| match spec.order {
+            FeedOrder::Ascending => first + i,
+            FeedOrder::Scattered => first + (u64::from(i) * SCATTER % n) as u32,
+        };
         let ctx = feed_context();
         let sets = attribute_sets(spec);
         let mut out = BytesMut::with_capacity(spec.routes as usize * 5 + 4096);
         let mut updates = 0;
         let per_set = spec.routes.div_ceil(sets.len() as u32);
-        let mut next = first;
+        let mut next = 0;
         for attrs in &sets {
-            let count = per_set.min(last - next + 1);
+            let count = per_set.min(spec.routes - next);
             let prefixes: Vec<IpNet> = (next..next + count)
-                .map(|a| IpNet::V4(Ipv4Net::from(Ipv4Addr::from(a))))
+                .map(|i| IpNet::V4(Ipv4Net::from(Ipv4Addr::from(address(i)))))
                 .collect();
             updates += encode_updates(attrs, Family::IPV4_UNICAST, None, &prefixes, &ctx, &mut out)
                 .context("encoding the feed's UPDATEs")?;
             next += count;
-            if next > last {
+            if next == spec.routes {
                 break;
             }
         }
+        let last = address(spec.routes - 1);
         Message::Update(Box::new(Update::end_of_rib(Family::IPV4_UNICAST)))
             .encode(&ctx, &mut out)
             .context("encoding End-of-RIB")?;
@@ -525,6 +552,7 @@ mod tests {
         FeedSpec {
             routes,
             first: Ipv4Addr::new(100, 64, 0, 0),
+            order: FeedOrder::Ascending,
             asn: 4_200_000_100,
             next_hop: Ipv4Addr::new(10, 255, 0, 1),
             attribute_sets: 5,
@@ -547,7 +575,16 @@ mod tests {
 
     #[test]
     fn a_feed_announces_every_route_once_over_all_sets_then_end_of_rib() {
-        let s = spec(10_007);
+        for order in [FeedOrder::Ascending, FeedOrder::Scattered] {
+            every_route_once(order);
+        }
+    }
+
+    fn every_route_once(order: FeedOrder) {
+        let s = FeedSpec {
+            order,
+            ..spec(10_007)
+        };
         let feed = Feed::encode(&s).unwrap();
         let messages = decode_all(feed.bytes());
         assert_eq!(messages.len(), feed.updates() + 1);
@@ -569,11 +606,26 @@ mod tests {
                 assert_eq!(n.prefix_len(), 32);
                 assert!(seen.insert(*n), "{n} announced twice");
             }
+            // Scattered: no route is sent right after one of its 16 neighbours.
+            for w in u.nlri.windows(2) {
+                let d = u32::from(w[0].addr()).abs_diff(u32::from(w[1].addr()));
+                match order {
+                    FeedOrder::Ascending => assert_eq!(d, 1),
+                    FeedOrder::Scattered => assert!(d >= 16, "{} then {}", w[0], w[1]),
+                }
+            }
         }
         assert_eq!(used.len(), 5, "every attribute set is used");
         assert_eq!(seen.len(), 10_007);
+        assert!(seen.iter().all(|n| {
+            (u32::from(Ipv4Addr::new(100, 64, 0, 0))
+                ..u32::from(Ipv4Addr::new(100, 64, 0, 0)) + 10_007)
+                .contains(&u32::from(n.addr()))
+        }));
         assert!(seen.contains(&feed.last_prefix()));
-        assert_eq!(feed.last_prefix().to_string(), "100.64.39.22/32");
+        if order == FeedOrder::Ascending {
+            assert_eq!(feed.last_prefix().to_string(), "100.64.39.22/32");
+        }
         // Packed full: ~800 /32s per message, so few messages.
         assert!(feed.updates() <= 10_007 / 700 + 5, "{}", feed.updates());
         let chunked: usize = feed.chunks().map(<[u8]>::len).sum();

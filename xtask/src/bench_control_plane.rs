@@ -21,6 +21,9 @@ pub struct ControlPlane {
     /// Runs per receiver and size; medians are reported (default 5).
     #[arg(long)]
     runs: Option<usize>,
+    /// Order of the routes: ascending (default, as FRR sends its table) or scattered.
+    #[arg(long)]
+    order: Option<String>,
 }
 
 impl ControlPlane {
@@ -42,6 +45,9 @@ impl ControlPlane {
         }
         if let Some(runs) = self.runs {
             args.extend(["--runs".to_owned(), runs.to_string()]);
+        }
+        if let Some(order) = &self.order {
+            args.extend(["--order".to_owned(), order.clone()]);
         }
         args
     }

@@ -26,7 +26,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use lab::feeder::{Feed, FeedSpec, sink_time};
+use lab::feeder::{Feed, FeedOrder, FeedSpec, sink_time};
 
 use crate::{
     measure::{FEEDER_ADDR, FEEDER_ASN, Poll, Run},
@@ -55,6 +55,10 @@ struct Args {
     /// Attribute sets the routes are spread over.
     #[arg(long, default_value_t = 5)]
     attribute_sets: usize,
+    /// The order the routes are sent in: `ascending` (address by address, as FRR sends
+    /// its table) or `scattered` (no two consecutive routes are neighbours).
+    #[arg(long, default_value = "ascending", value_parser = ["ascending", "scattered"])]
+    order: String,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -95,7 +99,7 @@ fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let mut results = Vec::new();
     for &n in &sizes {
-        let feed = Arc::new(encode_feed(n, args.attribute_sets)?);
+        let feed = Arc::new(encode_feed(n, args.attribute_sets, order(&args))?);
         let mut runs: BTreeMap<Kind, Vec<Run>> = BTreeMap::new();
         for run_no in 1..=args.runs {
             for &kind in &kinds {
@@ -176,11 +180,21 @@ fn print_header(kinds: &[Kind], args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The feed order `--order` names.
+fn order(args: &Args) -> FeedOrder {
+    if args.order == "scattered" {
+        FeedOrder::Scattered
+    } else {
+        FeedOrder::Ascending
+    }
+}
+
 /// Encodes the feed of `n` routes and prints how fast the feeder can send it.
-fn encode_feed(n: u32, attribute_sets: usize) -> Result<Feed> {
+fn encode_feed(n: u32, attribute_sets: usize, order: FeedOrder) -> Result<Feed> {
     let spec = FeedSpec {
         routes: n,
         first: Ipv4Addr::new(100, 64, 0, 0),
+        order,
         asn: FEEDER_ASN,
         next_hop: FEEDER_ADDR,
         attribute_sets,
@@ -190,10 +204,11 @@ fn encode_feed(n: u32, attribute_sets: usize) -> Result<Feed> {
     let encoded = start.elapsed();
     let sink = sink_time(&feed)?;
     println!(
-        "feed: {} routes from {} in {} UPDATEs ({:.1} MB, {} attribute sets), encoded in \
-         {:.3} s; written into a loopback sink in {:.1} ms = {} routes/s",
+        "feed: {} routes from {} ({:?} order) in {} UPDATEs ({:.1} MB, {} attribute sets), \
+         encoded in {:.3} s; written into a loopback sink in {:.1} ms = {} routes/s",
         report::thousands(u64::from(n)),
         spec.first,
+        spec.order,
         report::thousands(feed.updates() as u64),
         feed.len_bytes() as f64 / 1e6,
         attribute_sets,
