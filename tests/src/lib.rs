@@ -16,6 +16,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 
 pub mod agent;
+mod bgp_session;
 mod bgp_stream;
 pub mod bird;
 pub mod dist;
