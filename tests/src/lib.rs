@@ -19,6 +19,7 @@ pub mod agent;
 mod bgp_session;
 mod bgp_stream;
 pub mod bird;
+pub mod configs;
 pub mod dist;
 pub mod fabric;
 pub mod feeder;

@@ -14,13 +14,10 @@ fn frr_config(networks: &[&str]) -> String {
         .iter()
         .map(|n| format!("  network {n}\n"))
         .collect();
-    format!(
-        "frr defaults traditional\nhostname leaf\n\
-         router bgp 65001\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-         no bgp network import-check\n bgp graceful-restart\n bgp graceful-restart preserve-fw-state\n \
-         neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
-         address-family ipv4 unicast\n{networks} exit-address-family\n"
-    )
+    frr_leaf(&format!(
+        " bgp graceful-restart\n bgp graceful-restart preserve-fw-state\n\
+             address-family ipv4 unicast\n{networks} exit-address-family\n"
+    ))
 }
 
 /// Whether `prefix` has a path from leaf1, and whether it is stale.

@@ -13,13 +13,9 @@ fn max_prefix_exceeded_by_frr_tears_down_with_cease_6_1() -> Result<()> {
         .collect();
     let frr = Frr::start(
         &leaf,
-        &format!(
-            "frr defaults traditional\nhostname leaf\n\
-             router bgp 65001\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-             no bgp network import-check\n\
-             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
-             address-family ipv4 unicast\n{networks} exit-address-family\n"
-        ),
+        &frr_leaf(&format!(
+            "address-family ipv4 unicast\n{networks} exit-address-family\n"
+        )),
     )?;
     let agent = Agent::start(
         &node,

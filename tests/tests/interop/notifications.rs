@@ -7,12 +7,12 @@
 use super::*;
 
 fn frr_config(local_as: u32) -> String {
-    format!(
-        "frr defaults traditional\nhostname leaf\n\
-         router bgp {local_as}\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-         no bgp network import-check\n\
-         neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
-         address-family ipv4 unicast\n  network 100.64.1.0/24\n exit-address-family\n"
+    configs::frr_leaf(
+        "leaf",
+        local_as,
+        "192.0.2.11",
+        NODE_AS,
+        "address-family ipv4 unicast\n  network 100.64.1.0/24\n exit-address-family\n",
     )
 }
 
