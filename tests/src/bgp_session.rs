@@ -357,3 +357,39 @@ pub(crate) fn send_keepalives(
         }
     }
 }
+
+/// A receiver good enough for the lab's own tests: accepts one connection on
+/// `listener`, sends an OPEN of AS `asn` (IPv4 unicast, hold time 90) and a KEEPALIVE,
+/// then hands every UPDATE to `update` until the speaker closes the connection.
+#[cfg(test)]
+pub(crate) fn fake_receiver(
+    listener: std::net::TcpListener,
+    asn: u32,
+    mut update: impl FnMut(&bgp_wire::Update),
+) {
+    let (mut s, _) = listener.accept().unwrap();
+    let ctx = CodecContext::default();
+    let mut out = BytesMut::new();
+    Message::Open(Open::new(
+        asn,
+        90,
+        Ipv4Addr::new(10, 255, 0, 2),
+        vec![Capability::MultiProtocol(Family::IPV4_UNICAST)],
+    ))
+    .encode(&ctx, &mut out)
+    .unwrap();
+    Message::Keepalive.encode(&ctx, &mut out).unwrap();
+    s.write_all(&out).unwrap();
+    let mut reader = FrameReader::default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match reader.next(&mut s, &context(), deadline) {
+            Ok(Message::Update(u)) => update(&u),
+            Ok(_) => {}
+            Err(e) => {
+                assert!(e.to_string().contains("closed"), "{e:#}");
+                return;
+            }
+        }
+    }
+}

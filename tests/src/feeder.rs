@@ -339,10 +339,7 @@ pub fn sink_time(feed: &Feed) -> Result<Duration> {
 mod tests {
     use std::collections::HashSet;
 
-    use bgp_wire::{Capability, CodecContext, Open};
-
     use super::*;
-    use crate::bgp_stream::FrameReader;
 
     fn spec(routes: u32) -> FeedSpec {
         FeedSpec {
@@ -412,39 +409,15 @@ mod tests {
         assert!(Feed::encode(&s).is_err());
     }
 
-    /// A receiver good enough for the test: OPEN, KEEPALIVE, then counts routes.
+    /// A receiver good enough for the test: OPEN, KEEPALIVE, then counts routes and
+    /// looks for the End-of-RIB.
     fn fake_receiver(listener: TcpListener, asn: u32) -> (usize, bool) {
-        let (mut s, _) = listener.accept().unwrap();
-        let ctx = CodecContext::default();
-        let mut out = BytesMut::new();
-        Message::Open(Open::new(
-            asn,
-            90,
-            Ipv4Addr::new(10, 255, 0, 2),
-            vec![Capability::MultiProtocol(Family::IPV4_UNICAST)],
-        ))
-        .encode(&ctx, &mut out)
-        .unwrap();
-        Message::Keepalive.encode(&ctx, &mut out).unwrap();
-        s.write_all(&out).unwrap();
-        let mut reader = FrameReader::default();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut routes = 0;
-        let mut eor = false;
-        let full = context();
-        loop {
-            match reader.next(&mut s, &full, deadline) {
-                Ok(Message::Update(u)) => {
-                    eor |= u.end_of_rib_family().is_some();
-                    routes += u.nlri.len();
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    assert!(e.to_string().contains("closed"), "{e:#}");
-                    return (routes, eor);
-                }
-            }
-        }
+        let (mut routes, mut eor) = (0, false);
+        crate::bgp_session::fake_receiver(listener, asn, |u| {
+            eor |= u.end_of_rib_family().is_some();
+            routes += u.nlri.len();
+        });
+        (routes, eor)
     }
 
     #[test]

@@ -234,8 +234,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::bgp_stream::FrameReader;
-    use bgp_wire::{Capability, CodecContext, Message, Open, frame_length};
+    use bgp_wire::{Message, frame_length};
 
     fn decode_all(bytes: &[u8]) -> Vec<Message> {
         let ctx = context();
@@ -292,35 +291,12 @@ mod tests {
     /// A receiver good enough for the test: OPEN, KEEPALIVE, then counts routes until
     /// the peer closes.
     fn fake_receiver(listener: TcpListener) -> usize {
-        let (mut s, _) = listener.accept().unwrap();
-        let ctx = CodecContext::default();
-        let mut out = BytesMut::new();
-        Message::Open(Open::new(
-            65000,
-            90,
-            Ipv4Addr::new(10, 255, 0, 2),
-            vec![Capability::MultiProtocol(Family::IPV4_UNICAST)],
-        ))
-        .encode(&ctx, &mut out)
-        .unwrap();
-        Message::Keepalive.encode(&ctx, &mut out).unwrap();
-        s.write_all(&out).unwrap();
-        let mut reader = FrameReader::default();
-        let deadline = Instant::now() + Duration::from_secs(20);
         let mut routes = 0;
-        loop {
-            match reader.next(&mut s, &context(), deadline) {
-                Ok(Message::Update(u)) => {
-                    routes += u.nlri.len();
-                    routes -= u.withdrawn.len();
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    assert!(e.to_string().contains("closed"), "{e:#}");
-                    return routes;
-                }
-            }
-        }
+        crate::bgp_session::fake_receiver(listener, 65000, |u| {
+            routes += u.nlri.len();
+            routes -= u.withdrawn.len();
+        });
+        routes
     }
 
     #[test]
