@@ -33,6 +33,18 @@ connect-retry = 1
     )
 }
 
+/// Our `[[peer]]` for leaf1 as the node sees it: at 192.0.2.1, AS 65001, IPv4 unicast,
+/// everything accepted and announced. Keys of this peer may follow.
+pub const LEAF1_PEER: &str = r#"
+[[peer]]
+name = "leaf1"
+address = "192.0.2.1"
+remote-asn = 65001
+import = "accept-all"
+export = "accept-all"
+families = ["ipv4-unicast"]
+"#;
+
 /// FRR's config for a leaf named `hostname` (router id 192.0.2.1) of AS `asn`: no RFC
 /// 8212 policy requirement, `network` statements announced without a route in the RIB
 /// (no import check), and the eBGP neighbor `neighbor` of AS `neighbor_as`, connected to

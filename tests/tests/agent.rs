@@ -19,7 +19,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use lab::{
     Netns,
     agent::Agent,
-    configs,
+    configs::{self, LEAF1_PEER},
     frr::{Frr, FrrOptions},
     peer::Family,
     scripted_peer::{self, ScriptedPeer, SessionSpec},
@@ -118,26 +118,19 @@ fn pod_routes_are_originated_and_withdrawn_at_frr() -> Result<()> {
     )?;
     let agent = Agent::start(
         &node,
-        &node_config(
+        &node_config(&format!(
             r#"
 [origination]
 pod-cidrs = ["10.244.1.0/24", "fd00:10:244:1::/64"]
-[[peer]]
-name = "leaf1"
-address = "192.0.2.1"
-remote-asn = 65001
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-[[peer]]
+{LEAF1_PEER}[[peer]]
 name = "leaf1-v6"
 address = "fd00::1"
 remote-asn = 65001
 import = "accept-all"
 export = "accept-all"
 families = ["ipv6-unicast"]
-"#,
-        ),
+"#
+        )),
     )?;
     agent.wait_established("leaf1", TIMEOUT)?;
     agent.wait_established("leaf1-v6", TIMEOUT)?;
@@ -934,14 +927,7 @@ pod-cidrs = ["10.244.1.0/24"]
 prefix = "10.244.1.0/24"
 summary-only = {summary_only}
 suppress-to = ["leaf1"]
-[[peer]]
-name = "leaf1"
-address = "192.0.2.1"
-remote-asn = 65001
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-"#
+{LEAF1_PEER}"#
         ))
     };
     let agent = Agent::start(&node, &config(true))?;
@@ -1142,20 +1128,7 @@ fn a_neighbor_entry_deleted_by_hand_is_resolved_again() -> Result<()> {
          neighbor 192.0.2.11 route-map NH out\n exit-address-family\n\
          route-map NH permit 10\n set ip next-hop 192.0.2.2\n",
     )?;
-    let agent = Agent::start(
-        &node,
-        &node_config(
-            r#"
-[[peer]]
-name = "leaf1"
-address = "192.0.2.1"
-remote-asn = 65001
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-"#,
-        ),
-    )?;
+    let agent = Agent::start(&node, &node_config(LEAF1_PEER))?;
     agent.wait_established("leaf1", TIMEOUT)?;
     frr.wait_established("192.0.2.11", TIMEOUT)?;
     wait_until(TIMEOUT, POLL, || {

@@ -29,7 +29,7 @@ use lab::{
     Netns,
     agent::Agent,
     bird::Bird,
-    configs,
+    configs::{self, LEAF1_PEER},
     frr::Frr,
     peer::Family,
     scripted_peer::{ScriptedPeer, SessionSpec},

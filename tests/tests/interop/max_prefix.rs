@@ -19,18 +19,7 @@ fn max_prefix_exceeded_by_frr_tears_down_with_cease_6_1() -> Result<()> {
     )?;
     let agent = Agent::start(
         &node,
-        &node_config(
-            r#"
-[[peer]]
-name = "leaf1"
-address = "192.0.2.1"
-remote-asn = 65001
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-max-prefix = { limit = 3 }
-"#,
-        ),
+        &node_config(&format!("{LEAF1_PEER}max-prefix = {{ limit = 3 }}\n")),
     )?;
     // FRR may also log a Cease/Connection Rejected (6/5) for a connection it opened while
     // we were still starting or already down: look for the teardown itself.

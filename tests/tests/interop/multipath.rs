@@ -15,14 +15,7 @@ fn config(relax: bool) -> String {
             r#"
 [multipath]
 relax-as-path = {relax}
-[[peer]]
-name = "leaf1"
-address = "192.0.2.1"
-remote-asn = 65001
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-[[peer]]
+{LEAF1_PEER}[[peer]]
 name = "leaf2"
 address = "198.51.100.1"
 remote-asn = 65002

@@ -25,20 +25,7 @@ fn route_refresh_from_frr_is_answered_with_our_routes() -> Result<()> {
         &leaf,
         &frr_leaf("address-family ipv4 unicast\n  network 100.64.1.0/24\n exit-address-family\n"),
     )?;
-    let agent = Agent::start(
-        &node,
-        &node_config(
-            r#"
-[[peer]]
-name = "leaf1"
-address = "192.0.2.1"
-remote-asn = 65001
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-"#,
-        ),
-    )?;
+    let agent = Agent::start(&node, &node_config(LEAF1_PEER))?;
     agent.wait_established("leaf1", TIMEOUT)?;
     frr.wait_established("192.0.2.11", TIMEOUT)?;
     wait_until(TIMEOUT, POLL, || {
