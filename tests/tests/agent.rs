@@ -42,14 +42,7 @@ fn prerequisites() -> Result<()> {
 
 /// The node and one leaf: node n0 192.0.2.11/fd00::11, leaf l0 192.0.2.1/fd00::1.
 fn node_and_leaf() -> Result<(Netns, Netns)> {
-    prerequisites()?;
-    let (node, leaf) = (Netns::new()?, Netns::new()?);
-    lab::veth(&node, "n0", &leaf, "l0")?;
-    node.ip(&["addr", "add", "192.0.2.11/24", "dev", "n0"])?;
-    leaf.ip(&["addr", "add", "192.0.2.1/24", "dev", "l0"])?;
-    node.ip(&["-6", "addr", "add", "fd00::11/64", "dev", "n0", "nodad"])?;
-    leaf.ip(&["-6", "addr", "add", "fd00::1/64", "dev", "l0", "nodad"])?;
-    Ok((node, leaf))
+    lab::node_and_leaf()
 }
 
 /// FRR as leaf1 (AS 65001, 192.0.2.1, without zebra) peering with the node at

@@ -185,15 +185,7 @@ fn sessions_hold(agent: &Agent) -> Result<()> {
 
 #[test]
 fn the_nodes_addresses_go_to_the_kernel_under_a_default_route() -> Result<()> {
-    lab::require_root()?;
-    lab::require_bpffs()?;
-    lab::sweep_stale();
-    let (node, leaf) = (Netns::new()?, Netns::new()?);
-    lab::veth(&node, "n0", &leaf, "l0")?;
-    node.ip(&["addr", "add", "192.0.2.11/24", "dev", "n0"])?;
-    leaf.ip(&["addr", "add", "192.0.2.1/24", "dev", "l0"])?;
-    node.ip(&["-6", "addr", "add", "fd00::11/64", "dev", "n0", "nodad"])?;
-    leaf.ip(&["-6", "addr", "add", "fd00::1/64", "dev", "l0", "nodad"])?;
+    let (node, leaf) = lab::node_and_leaf()?;
     let frr = Frr::start_with(
         &leaf,
         &leaf_config(),

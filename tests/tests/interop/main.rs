@@ -43,16 +43,7 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Two namespaces joined by a veth: node n0 192.0.2.11/fd00::11, leaf l0 192.0.2.1/fd00::1.
 fn pair() -> Result<(Netns, Netns)> {
-    lab::require_root()?;
-    lab::require_bpffs()?;
-    lab::sweep_stale();
-    let (node, leaf) = (Netns::new()?, Netns::new()?);
-    lab::veth(&node, "n0", &leaf, "l0")?;
-    node.ip(&["addr", "add", "192.0.2.11/24", "dev", "n0"])?;
-    leaf.ip(&["addr", "add", "192.0.2.1/24", "dev", "l0"])?;
-    node.ip(&["-6", "addr", "add", "fd00::11/64", "dev", "n0", "nodad"])?;
-    leaf.ip(&["-6", "addr", "add", "fd00::1/64", "dev", "l0", "nodad"])?;
-    Ok((node, leaf))
+    lab::node_and_leaf()
 }
 
 /// A node with two uplinks and a leaf behind each: node n0 192.0.2.11 -- leaf1 l0
