@@ -929,31 +929,19 @@ default = "reject"
     );
     for l in 1..=LEAVES {
         let asn = LEAF_AS_BASE + u32::from(l);
-        let (a4, _) = leaf_link_v4(l, n);
-        let _ = write!(
-            c,
-            r#"
-[[peer]]
-name = "leaf{l}"
-address = "{a4}"
-remote-asn = {asn}
-families = ["ipv4-unicast"]
-import = "pods-in"
-export = "own-pods-out"
-bfd = {bfd}
-"#,
-            bfd = o.bfd
-        );
+        let mut sessions = vec![("", IpAddr::V4(leaf_link_v4(l, n).0), "ipv4")];
         if o.ipv6 {
-            let (a6, _) = leaf_link_v6(l, n);
+            sessions.push(("-v6", IpAddr::V6(leaf_link_v6(l, n).0), "ipv6"));
+        }
+        for (suffix, address, afi) in sessions {
             let _ = write!(
                 c,
                 r#"
 [[peer]]
-name = "leaf{l}-v6"
-address = "{a6}"
+name = "leaf{l}{suffix}"
+address = "{address}"
 remote-asn = {asn}
-families = ["ipv6-unicast"]
+families = ["{afi}-unicast"]
 import = "pods-in"
 export = "own-pods-out"
 bfd = {bfd}

@@ -14,28 +14,23 @@
 //! the session.
 
 use std::{
-    io::{ErrorKind, Read, Write},
+    io::{Read, Write},
     net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-        mpsc,
-    },
-    thread::JoinHandle,
+    sync::{Arc, Mutex, mpsc},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, anyhow, bail};
 use bgp_wire::{
-    AsPath, Capability, CodecContext, Community, Family, LargeCommunity, Message, Open, Origin,
-    PathAttributes, Update, encode_updates, frame_length,
+    AsPath, Community, Family, LargeCommunity, Message, Origin, PathAttributes, Update,
+    encode_updates, frame_length,
 };
 use bytes::BytesMut;
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::{
     Netns,
-    bgp_stream::{FrameReader, describe},
+    bgp_session::{Kind, Session, context, keepalive_message, send_keepalives},
 };
 
 /// Feed bytes written with one `write_all` (whole messages): between two of them the
@@ -104,7 +99,7 @@ impl Feed {
             FeedOrder::Ascending => first + i,
             FeedOrder::Scattered => first + (u64::from(i) * SCATTER % n) as u32,
         };
-        let ctx = feed_context();
+        let ctx = context();
         let sets = attribute_sets(spec);
         let mut out = BytesMut::with_capacity(spec.routes as usize * 5 + 4096);
         let mut updates = 0;
@@ -170,11 +165,6 @@ impl Feed {
     }
 }
 
-/// The context the feed is encoded for: 4-octet AS, 4096-octet messages, eBGP.
-fn feed_context() -> CodecContext {
-    CodecContext::new(true, false, true)
-}
-
 /// The attribute sets of a feed: ORIGIN, AS paths of 1 to 5 hops starting with the
 /// feeder's AS, MEDs and standard and large communities that differ from set to set.
 pub fn attribute_sets(spec: &FeedSpec) -> Vec<PathAttributes> {
@@ -212,7 +202,7 @@ pub fn attribute_sets(spec: &FeedSpec) -> Vec<PathAttributes> {
 
 /// Chunk boundaries of a buffer of whole messages (read from their length fields).
 fn chunk_ends(bytes: &[u8]) -> Result<Vec<usize>> {
-    let ctx = feed_context();
+    let ctx = context();
     let mut ends = Vec::new();
     let (mut at, mut chunk_start) = (0, 0);
     while at < bytes.len() {
@@ -232,48 +222,24 @@ fn chunk_ends(bytes: &[u8]) -> Result<Vec<usize>> {
     Ok(ends)
 }
 
-/// The feeder's side of the session.
-#[derive(Debug, Clone)]
-pub struct SessionSpec {
-    /// Our AS (4-octet; AS_TRANS goes in the OPEN when it does not fit 16 bits).
-    pub asn: u32,
-    /// Our BGP identifier.
-    pub router_id: Ipv4Addr,
-    /// The AS the receiver must announce.
-    pub peer_asn: u32,
-    /// Hold time we propose.
-    pub hold_time: u16,
-}
+/// The feeder's side of the session ([`SessionSpec::capabilities`] are added to its
+/// OPEN: leave them empty for a session without graceful restart).
+pub use crate::bgp_session::SessionSpec;
 
-/// State shared by the session's threads and its owner.
-#[derive(Default)]
-struct Shared {
-    /// Set before the owner closes the socket: errors after it are expected.
-    dying: AtomicBool,
-    /// When the last feed byte was handed to the kernel.
-    sent_at: Mutex<Option<Instant>>,
-    /// What went wrong, first problem only.
-    error: Mutex<Option<String>>,
-}
-
-impl Shared {
-    fn fail(&self, why: String) {
-        if !self.dying.load(Ordering::SeqCst)
-            && let Ok(mut e) = self.error.lock()
-        {
-            e.get_or_insert(why);
-        }
-    }
-}
+/// How the feeder's session differs from the scripted peer's.
+static KIND: Kind = Kind {
+    who: "feeder",
+    read_thread: "feeder-read",
+    families: &[Family::IPV4_UNICAST],
+    required: &[Family::IPV4_UNICAST],
+};
 
 /// A running feeder session; see the module documentation. Dropping it closes the
 /// session like [`Feeder::die`].
 pub struct Feeder {
-    stream: TcpStream,
-    established_at: Instant,
-    shared: Arc<Shared>,
-    stop: Option<mpsc::Sender<()>>,
-    threads: Vec<JoinHandle<()>>,
+    session: Session,
+    /// When the last feed byte was handed to the kernel.
+    sent_at: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Feeder {
@@ -289,202 +255,65 @@ impl Feeder {
         timeout: Duration,
     ) -> Result<Feeder> {
         let deadline = Instant::now() + timeout;
-        let stream = ns
-            .enter(|| connect(peer, deadline))?
-            .with_context(|| format!("feeder: connecting to {peer} from {}", ns.name()))?;
+        let stream = Session::connect(ns, peer, deadline, &KIND)?;
         Self::run(stream, session, feed, deadline)
     }
 
     /// Brings the session up on a connected `stream` and starts sending `feed`.
     pub fn run(
-        mut stream: TcpStream,
+        stream: TcpStream,
         session: &SessionSpec,
         feed: Arc<Feed>,
         deadline: Instant,
     ) -> Result<Feeder> {
-        stream.set_nodelay(true)?;
-        let mut reader = FrameReader::default();
-        let keepalive = handshake(&mut stream, session, deadline, &mut reader)?;
-        let established_at = Instant::now();
-        stream.set_read_timeout(None)?;
-        let shared = Arc::new(Shared::default());
-        let (stop, stopped) = mpsc::channel();
-        let reader = {
-            let stream = stream.try_clone()?;
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("feeder-read".into())
-                .spawn(move || read_until_closed(stream, reader, &shared))?
-        };
-        let writer = {
-            let stream = stream.try_clone()?;
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("feeder-write".into())
-                .spawn(move || {
-                    if let Err(e) = write_feed(stream, &feed, keepalive, &stopped, &shared) {
-                        shared.fail(format!("feeder: sending: {e:#}"));
-                    }
-                })?
-        };
-        Ok(Feeder {
-            stream,
-            established_at,
-            shared,
-            stop: Some(stop),
-            threads: vec![reader, writer],
-        })
+        let (mut session, stopped) = Session::establish(stream, session, &KIND, deadline)?;
+        let sent_at = Arc::new(Mutex::new(None));
+        let stream = session.stream().try_clone()?;
+        let keepalive = session.keepalive();
+        let state = session.state().clone();
+        let sent = sent_at.clone();
+        session.spawn("feeder-write", move || {
+            if let Err(e) = write_feed(stream, &feed, keepalive, &stopped, &sent) {
+                state.fail(format!("feeder: sending: {e:#}"));
+            }
+        })?;
+        Ok(Feeder { session, sent_at })
     }
 
     /// When the session became Established (the receiver's KEEPALIVE was read).
     pub fn established_at(&self) -> Instant {
-        self.established_at
+        self.session.established_at()
     }
 
     /// When the last byte of the feed was handed to the kernel, once it has been.
     pub fn sent_at(&self) -> Option<Instant> {
-        self.shared.sent_at.lock().ok().and_then(|s| *s)
+        self.sent_at.lock().ok().and_then(|s| *s)
     }
 
     /// Fails if the receiver sent a NOTIFICATION, closed the session, or sending failed.
     pub fn check(&self) -> Result<()> {
-        match self.shared.error.lock().ok().and_then(|e| e.clone()) {
-            Some(why) => Err(anyhow!(why)),
-            None => Ok(()),
-        }
+        self.session.state().check()
     }
 
     /// Closes the session (FIN, no NOTIFICATION: as when the feeder's process dies) and
     /// returns the instant it did; waits for the session's threads to end.
     pub fn die(mut self) -> Result<Instant> {
-        let at = self.close();
+        let at = self.session.shut();
         self.check()?;
         Ok(at)
-    }
-
-    fn close(&mut self) -> Instant {
-        self.shared.dying.store(true, Ordering::SeqCst);
-        let _ = self.stream.shutdown(Shutdown::Both);
-        let at = Instant::now();
-        self.stop.take();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-        at
-    }
-}
-
-impl Drop for Feeder {
-    fn drop(&mut self) {
-        if !self.threads.is_empty() {
-            self.close();
-        }
-    }
-}
-
-/// Connects to `peer`, retrying every 100 ms while nobody listens yet.
-fn connect(peer: SocketAddr, deadline: Instant) -> Result<TcpStream> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match TcpStream::connect_timeout(&peer, left.max(Duration::from_millis(1))) {
-            Ok(s) => return Ok(s),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset
-                ) && left > Duration::from_millis(100) =>
-            {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => return Err(e).context("connect"),
-        }
-    }
-}
-
-/// OPEN, OPEN, KEEPALIVE, KEEPALIVE; returns the KEEPALIVE interval (a third of the
-/// negotiated hold time, `None` for hold time 0).
-fn handshake(
-    stream: &mut TcpStream,
-    session: &SessionSpec,
-    deadline: Instant,
-    reader: &mut FrameReader,
-) -> Result<Option<Duration>> {
-    let ctx = CodecContext::default();
-    let open = Open::new(
-        session.asn,
-        session.hold_time,
-        session.router_id,
-        vec![
-            Capability::MultiProtocol(Family::IPV4_UNICAST),
-            Capability::RouteRefresh,
-            Capability::FourOctetAs(session.asn),
-        ],
-    );
-    let mut out = BytesMut::new();
-    Message::Open(open).encode(&ctx, &mut out)?;
-    stream.write_all(&out).context("sending OPEN")?;
-    let theirs = match reader.next(stream, &ctx, deadline)? {
-        Message::Open(o) => o,
-        other => bail!("expected the receiver's OPEN, got {}", describe(&other)),
-    };
-    if theirs.asn() != session.peer_asn {
-        bail!(
-            "the receiver announced AS {}, expected {}",
-            theirs.asn(),
-            session.peer_asn
-        );
-    }
-    if !theirs.four_octet_as() {
-        bail!("the receiver did not announce 4-octet AS support (the feed needs it)");
-    }
-    if !theirs.families().contains(&Family::IPV4_UNICAST) {
-        bail!("the receiver did not announce IPv4 unicast");
-    }
-    let mut out = BytesMut::new();
-    Message::Keepalive.encode(&ctx, &mut out)?;
-    stream.write_all(&out).context("sending KEEPALIVE")?;
-    match reader.next(stream, &ctx, deadline)? {
-        Message::Keepalive => {}
-        other => bail!(
-            "expected the receiver's KEEPALIVE, got {}",
-            describe(&other)
-        ),
-    }
-    let hold = session.hold_time.min(theirs.hold_time);
-    Ok((hold > 0).then(|| Duration::from_secs(u64::from(hold / 3).max(1))))
-}
-
-/// Reads and drops what the receiver sends; records a NOTIFICATION or a close.
-fn read_until_closed(mut stream: TcpStream, mut reader: FrameReader, shared: &Shared) {
-    let ctx = feed_context();
-    // Far enough to mean "never": the session ends by a close, not a timeout.
-    let forever = Instant::now() + Duration::from_secs(365 * 24 * 3600);
-    loop {
-        match reader.next(&mut stream, &ctx, forever) {
-            Ok(m @ Message::Notification(_)) => {
-                shared.fail(format!("feeder: the receiver sent {}", describe(&m)));
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                shared.fail(format!("feeder: {e:#}"));
-                return;
-            }
-        }
     }
 }
 
 /// Writes the feed, a KEEPALIVE between chunks when one is due, then KEEPALIVEs until
-/// `stop` is dropped.
+/// `stop` is disconnected.
 fn write_feed(
     mut stream: TcpStream,
     feed: &Feed,
     keepalive: Option<Duration>,
     stop: &mpsc::Receiver<()>,
-    shared: &Shared,
+    sent_at: &Mutex<Option<Instant>>,
 ) -> Result<()> {
-    let mut ka = BytesMut::new();
-    Message::Keepalive.encode(&CodecContext::default(), &mut ka)?;
+    let ka = keepalive_message();
     let mut next_ka = keepalive.map(|k| Instant::now() + k);
     for chunk in feed.chunks() {
         stream.write_all(chunk)?;
@@ -495,20 +324,11 @@ fn write_feed(
             next_ka = Some(Instant::now() + k);
         }
     }
-    if let Ok(mut s) = shared.sent_at.lock() {
+    if let Ok(mut s) = sent_at.lock() {
         *s = Some(Instant::now());
     }
-    let wait = keepalive.unwrap_or(Duration::from_secs(3600));
-    loop {
-        match stop.recv_timeout(wait) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if keepalive.is_some() {
-                    stream.write_all(&ka)?;
-                }
-            }
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
-        }
-    }
+    send_keepalives(|ka| stream.write_all(ka), keepalive, stop)?;
+    Ok(())
 }
 
 /// How fast the feeder can write `feed` into a TCP socket whose reader only discards
@@ -561,7 +381,7 @@ mod tests {
 
     /// Every message of a feed, decoded.
     fn decode_all(bytes: &[u8]) -> Vec<Message> {
-        let ctx = feed_context();
+        let ctx = context();
         let mut out = Vec::new();
         let mut at = 0;
         while at < bytes.len() {
@@ -641,39 +461,15 @@ mod tests {
         assert!(Feed::encode(&s).is_err());
     }
 
-    /// A receiver good enough for the test: OPEN, KEEPALIVE, then counts routes.
+    /// A receiver good enough for the test: OPEN, KEEPALIVE, then counts routes and
+    /// looks for the End-of-RIB.
     fn fake_receiver(listener: TcpListener, asn: u32) -> (usize, bool) {
-        let (mut s, _) = listener.accept().unwrap();
-        let ctx = CodecContext::default();
-        let mut out = BytesMut::new();
-        Message::Open(Open::new(
-            asn,
-            90,
-            Ipv4Addr::new(10, 255, 0, 2),
-            vec![Capability::MultiProtocol(Family::IPV4_UNICAST)],
-        ))
-        .encode(&ctx, &mut out)
-        .unwrap();
-        Message::Keepalive.encode(&ctx, &mut out).unwrap();
-        s.write_all(&out).unwrap();
-        let mut reader = FrameReader::default();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut routes = 0;
-        let mut eor = false;
-        let full = feed_context();
-        loop {
-            match reader.next(&mut s, &full, deadline) {
-                Ok(Message::Update(u)) => {
-                    eor |= u.end_of_rib_family().is_some();
-                    routes += u.nlri.len();
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    assert!(e.to_string().contains("closed"), "{e:#}");
-                    return (routes, eor);
-                }
-            }
-        }
+        let (mut routes, mut eor) = (0, false);
+        crate::bgp_session::fake_receiver(listener, asn, |u| {
+            eor |= u.end_of_rib_family().is_some();
+            routes += u.nlri.len();
+        });
+        (routes, eor)
     }
 
     #[test]
@@ -687,6 +483,7 @@ mod tests {
             router_id: Ipv4Addr::new(10, 255, 0, 1),
             peer_asn: 65000,
             hold_time: 90,
+            capabilities: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         let feeder = Feeder::run(
@@ -720,6 +517,7 @@ mod tests {
             router_id: Ipv4Addr::new(10, 255, 0, 1),
             peer_asn: 65000,
             hold_time: 90,
+            capabilities: Vec::new(),
         };
         let feed = Arc::new(Feed::encode(&spec(10)).unwrap());
         let err = Feeder::run(

@@ -198,19 +198,14 @@ impl Frr {
 
     /// Runs a vtysh `... json` command against bgpd and parses the answer.
     pub fn vtysh_json(&self, cmd: &str) -> Result<Value> {
-        let text = self.vtysh(cmd)?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("`{cmd}` did not answer JSON: {}", excerpt(&text)))
+        self.vtysh_json_to("bgpd", cmd)
     }
 
     /// Changes bgpd's running config: `lines` are entered after `configure terminal`,
     /// as in an interactive session (`router bgp <asn>` first to enter that node).
     pub fn configure(&self, lines: &[&str]) -> Result<()> {
-        let mut cmds = vec!["configure terminal"];
-        cmds.extend_from_slice(lines);
-        self.vtysh_to("bgpd", &cmds)
+        self.configure_daemon("bgpd", lines)
             .with_context(|| format!("configuring FRR with {lines:?}"))
-            .map(drop)
     }
 
     /// The BGP FSM state of neighbor `addr` (as configured), e.g. `Established`.
@@ -284,18 +279,13 @@ impl Frr {
 
     /// Changes bfdd's running config, like [`Frr::configure`] does bgpd's.
     pub fn configure_bfdd(&self, lines: &[&str]) -> Result<()> {
-        let mut cmds = vec!["configure terminal"];
-        cmds.extend_from_slice(lines);
-        self.vtysh_to("bfdd", &cmds)
+        self.configure_daemon("bfdd", lines)
             .with_context(|| format!("configuring FRR bfdd with {lines:?}"))
-            .map(drop)
     }
 
     /// Runs a vtysh `... json` command against bfdd and parses the answer.
     pub fn bfdd_json(&self, cmd: &str) -> Result<Value> {
-        let text = self.vtysh_to("bfdd", &[cmd])?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("`{cmd}` did not answer JSON: {}", excerpt(&text)))
+        self.vtysh_json_to("bfdd", cmd)
     }
 
     /// bfdd's log (`debug bfd peer` and `debug bfd network`), so far.
@@ -332,25 +322,13 @@ impl Frr {
         if self.bgpd.is_some() {
             bail!("bgpd is already running");
         }
-        let (conf, zserv, pid) = (
-            self.run.file("bgpd.conf"),
-            self.run.file("zserv.api"),
-            self.run.file("bgpd.pid"),
-        );
-        let run = self.run.file("");
-        let mut args = vec!["-f", &conf, "-i", &pid, "--vty_socket", &run, "-P", "0"];
-        if self.options.zebra {
-            args.extend_from_slice(&["-z", &zserv]);
+        let zserv = self.run.file("zserv.api");
+        let zebra = if self.options.zebra {
+            vec!["-z", &zserv]
         } else {
-            args.push("-Z");
-        }
-        self.bgpd = Some(Daemon::spawn(
-            &self.netns,
-            BGPD,
-            &args,
-            &self.run.file("bgpd.out"),
-        )?);
-        self.wait_vty("bgpd")
+            vec!["-Z"]
+        };
+        self.start_daemon("bgpd", &zebra)
     }
 
     /// [`Frr::kill_bgpd`] then [`Frr::start_bgpd`]: a bgpd crash and restart with the
@@ -375,62 +353,42 @@ impl Frr {
             self.run.file("bfdd.log")
         );
         self.run.write("bfdd.conf", &conf, Some(OWNER))?;
-        let (conf, zserv, pid, ctl, run) = (
-            self.run.file("bfdd.conf"),
-            self.run.file("zserv.api"),
-            self.run.file("bfdd.pid"),
-            self.run.file("bfdd.sock"),
-            self.run.file(""),
-        );
-        let args = [
-            "-f",
-            &conf,
-            "-z",
-            &zserv,
-            "-i",
-            &pid,
-            "--vty_socket",
-            &run,
-            "--bfdctl",
-            &ctl,
-            "-P",
-            "0",
-        ];
-        self.bfdd = Some(Daemon::spawn(
-            &self.netns,
-            BFDD,
-            &args,
-            &self.run.file("bfdd.out"),
-        )?);
-        self.wait_vty("bfdd")
+        let (zserv, ctl) = (self.run.file("zserv.api"), self.run.file("bfdd.sock"));
+        self.start_daemon("bfdd", &["-z", &zserv, "--bfdctl", &ctl])
     }
 
     fn start_zebra(&mut self) -> Result<()> {
-        let (conf, zserv, pid, run) = (
-            self.run.file("zebra.conf"),
-            self.run.file("zserv.api"),
-            self.run.file("zebra.pid"),
+        let zserv = self.run.file("zserv.api");
+        self.start_daemon("zebra", &["-z", &zserv])
+    }
+
+    /// Where `daemon` (`bgpd`, `bfdd` or `zebra`) is kept while it runs.
+    fn slot(&mut self, daemon: &str) -> &mut Option<Daemon> {
+        match daemon {
+            "bgpd" => &mut self.bgpd,
+            "bfdd" => &mut self.bfdd,
+            _ => &mut self.zebra,
+        }
+    }
+
+    /// Starts `daemon` with its config, pid file, vty socket and output in the run
+    /// directory, no vty port, and `extra` arguments; waits until its vty answers.
+    fn start_daemon(&mut self, daemon: &str, extra: &[&str]) -> Result<()> {
+        let program = match daemon {
+            "bgpd" => BGPD,
+            "bfdd" => BFDD,
+            _ => ZEBRA,
+        };
+        let (conf, pid, run) = (
+            self.run.file(&format!("{daemon}.conf")),
+            self.run.file(&format!("{daemon}.pid")),
             self.run.file(""),
         );
-        let args = [
-            "-f",
-            &conf,
-            "-z",
-            &zserv,
-            "-i",
-            &pid,
-            "--vty_socket",
-            &run,
-            "-P",
-            "0",
-        ];
-        self.zebra = Some(Daemon::spawn(
-            &self.netns,
-            ZEBRA,
-            &args,
-            &self.run.file("zebra.out"),
-        )?);
-        self.wait_vty("zebra")
+        let mut args = vec!["-f", &conf, "-i", &pid, "--vty_socket", &run, "-P", "0"];
+        args.extend_from_slice(extra);
+        let output = self.run.file(&format!("{daemon}.out"));
+        *self.slot(daemon) = Some(Daemon::spawn(&self.netns, program, &args, &output)?);
+        self.wait_vty(daemon)
     }
 
     /// Waits until `daemon`'s vty answers, failing early with its output if it exits.
@@ -438,12 +396,7 @@ impl Frr {
         let output = self.run.file(&format!("{daemon}.out"));
         let started = Instant::now();
         wait_until(START_TIMEOUT, Duration::from_millis(20), || {
-            let slot = match daemon {
-                "bgpd" => &mut self.bgpd,
-                "bfdd" => &mut self.bfdd,
-                _ => &mut self.zebra,
-            };
-            if let Some(d) = slot.as_mut() {
+            if let Some(d) = self.slot(daemon).as_mut() {
                 d.check_running(&output)?;
             }
             // vtysh takes ~0.1 s to start: only ask once the socket is there.
@@ -458,6 +411,20 @@ impl Frr {
             )
         })
         .map(drop)
+    }
+
+    /// Enters `lines` after `configure terminal` in `daemon`'s vty.
+    fn configure_daemon(&self, daemon: &str, lines: &[&str]) -> Result<()> {
+        let mut cmds = vec!["configure terminal"];
+        cmds.extend_from_slice(lines);
+        self.vtysh_to(daemon, &cmds).map(drop)
+    }
+
+    /// Runs a vtysh `... json` command against `daemon` and parses the answer.
+    fn vtysh_json_to(&self, daemon: &str, cmd: &str) -> Result<Value> {
+        let text = self.vtysh_to(daemon, &[cmd])?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("`{cmd}` did not answer JSON: {}", excerpt(&text)))
     }
 
     fn vtysh_to(&self, daemon: &str, cmds: &[&str]) -> Result<String> {

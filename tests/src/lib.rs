@@ -16,8 +16,10 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 
 pub mod agent;
+mod bgp_session;
 mod bgp_stream;
 pub mod bird;
+pub mod configs;
 pub mod dist;
 pub mod fabric;
 pub mod feeder;
@@ -257,6 +259,22 @@ pub fn veth(ns_a: &Netns, a: &str, ns_b: &Netns, b: &str) -> Result<()> {
     ns_a.ip(&["link", "set", a, "up"])?;
     ns_b.ip(&["link", "set", b, "up"])?;
     Ok(())
+}
+
+/// The two-namespace lab of most BGP tests, after checking they can run here (root, a
+/// bpffs) and sweeping what dead lab processes left: a node and a leaf joined by a
+/// veth, node n0 192.0.2.11/24 and fd00::11/64, leaf l0 192.0.2.1/24 and fd00::1/64.
+pub fn node_and_leaf() -> Result<(Netns, Netns)> {
+    require_root()?;
+    require_bpffs()?;
+    sweep_stale();
+    let (node, leaf) = (Netns::new()?, Netns::new()?);
+    veth(&node, "n0", &leaf, "l0")?;
+    node.ip(&["addr", "add", "192.0.2.11/24", "dev", "n0"])?;
+    leaf.ip(&["addr", "add", "192.0.2.1/24", "dev", "l0"])?;
+    node.ip(&["-6", "addr", "add", "fd00::11/64", "dev", "n0", "nodad"])?;
+    leaf.ip(&["-6", "addr", "add", "fd00::1/64", "dev", "l0", "nodad"])?;
+    Ok((node, leaf))
 }
 
 /// A directory on bpffs, removed with everything pinned in it on drop.

@@ -17,50 +17,37 @@
 //! sent with [`ScriptedPeer::send`], so a benchmark's timestamp covers only the send.
 
 use std::{
-    io::{ErrorKind, Write},
-    net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc,
-    },
-    thread::JoinHandle,
+    io::Write,
+    net::{IpAddr, SocketAddr, TcpStream},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, anyhow, bail};
 use bgp_wire::{
-    AsPath, Capability, CeaseSubcode, CodecContext, Family, Message, MpNextHop, Notification,
-    NotificationCode, Open, Origin, PathAttributes, encode_updates, encode_withdrawals,
+    AsPath, Family, MpNextHop, Notification, Origin, PathAttributes, encode_updates,
+    encode_withdrawals,
 };
 use bytes::BytesMut;
 use ipnet::IpNet;
 
 use crate::{
     Netns,
-    bgp_stream::{FrameReader, describe},
+    bgp_session::{Kind, Rejected, Session, send_keepalives},
 };
 
 /// The scripted peer's side of the session.
-#[derive(Debug, Clone)]
-pub struct SessionSpec {
-    /// Our AS (4-octet; AS_TRANS goes in the OPEN when it does not fit 16 bits).
-    pub asn: u32,
-    /// Our BGP identifier.
-    pub router_id: Ipv4Addr,
-    /// The AS the receiver must announce.
-    pub peer_asn: u32,
-    /// Hold time we propose.
-    pub hold_time: u16,
-    /// Capabilities added to the OPEN (graceful restart, ...).
-    pub capabilities: Vec<Capability>,
-}
+pub use crate::bgp_session::SessionSpec;
+/// The codec context of a session with the receiver.
+pub use crate::bgp_session::context;
 
-/// The codec context of a session with the receiver: 4-octet AS, 4096-octet messages,
-/// eBGP.
-pub fn context() -> CodecContext {
-    CodecContext::new(true, false, true)
-}
+/// How the scripted peer's session differs from the feeder's.
+static KIND: Kind = Kind {
+    who: "scripted peer",
+    read_thread: "peer-read",
+    families: &[Family::IPV4_UNICAST, Family::IPV6_UNICAST],
+    required: &[],
+};
 
 /// Attributes of an eBGP route from `asn` through `as_path` (after `asn`), with IGP
 /// origin.
@@ -130,38 +117,11 @@ fn split(prefixes: &[IpNet]) -> (Vec<IpNet>, Vec<IpNet>) {
     prefixes.iter().partition(|p| matches!(p, IpNet::V4(_)))
 }
 
-/// State shared by the session's threads and its owner.
-#[derive(Default)]
-struct Shared {
-    /// Set before the owner closes the socket: errors after it are expected.
-    dying: AtomicBool,
-    /// UPDATEs received from the receiver.
-    updates_received: AtomicU64,
-    /// What went wrong, first problem only.
-    error: Mutex<Option<String>>,
-    /// The NOTIFICATION the receiver sent, if it did.
-    notification: Mutex<Option<Notification>>,
-}
-
-impl Shared {
-    fn fail(&self, why: String) {
-        if !self.dying.load(Ordering::SeqCst)
-            && let Ok(mut e) = self.error.lock()
-        {
-            e.get_or_insert(why);
-        }
-    }
-}
-
 /// A running scripted session; see the module documentation. Dropping it closes the
 /// session like [`ScriptedPeer::close`].
 pub struct ScriptedPeer {
+    session: Session,
     writer: Arc<Mutex<TcpStream>>,
-    stream: TcpStream,
-    established_at: Instant,
-    shared: Arc<Shared>,
-    stop: Option<mpsc::Sender<()>>,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl ScriptedPeer {
@@ -176,9 +136,7 @@ impl ScriptedPeer {
     ) -> Result<ScriptedPeer> {
         let deadline = Instant::now() + timeout;
         loop {
-            let stream = ns.enter(|| connect(peer, deadline))?.with_context(|| {
-                format!("scripted peer: connecting to {peer} from {}", ns.name())
-            })?;
+            let stream = Session::connect(ns, peer, deadline, &KIND)?;
             match Self::run(stream, session, deadline) {
                 Err(e)
                     if e.downcast_ref::<Rejected>().is_some()
@@ -193,50 +151,33 @@ impl ScriptedPeer {
 
     /// Brings the session up on a connected `stream`.
     pub fn run(
-        mut stream: TcpStream,
+        stream: TcpStream,
         session: &SessionSpec,
         deadline: Instant,
     ) -> Result<ScriptedPeer> {
-        stream.set_nodelay(true)?;
-        let mut reader = FrameReader::default();
-        let keepalive = handshake(&mut stream, session, deadline, &mut reader)?;
-        let established_at = Instant::now();
-        stream.set_read_timeout(None)?;
-        let shared = Arc::new(Shared::default());
-        let writer = Arc::new(Mutex::new(stream.try_clone()?));
-        let (stop, stopped) = mpsc::channel::<()>();
-        let read_thread = {
-            let stream = stream.try_clone()?;
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("peer-read".into())
-                .spawn(move || read_until_closed(stream, reader, &shared))?
-        };
-        let keepalive_thread = {
-            let writer = writer.clone();
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("peer-keepalive".into())
-                .spawn(move || send_keepalives(&writer, keepalive, &stopped, &shared))?
-        };
-        Ok(ScriptedPeer {
-            writer,
-            stream,
-            established_at,
-            shared,
-            stop: Some(stop),
-            threads: vec![read_thread, keepalive_thread],
-        })
+        let (mut session, stopped) = Session::establish(stream, session, &KIND, deadline)?;
+        let writer = Arc::new(Mutex::new(session.stream().try_clone()?));
+        let keepalive = session.keepalive();
+        let state = session.state().clone();
+        let w = writer.clone();
+        session.spawn("peer-keepalive", move || {
+            // A poisoned writer: a send panicked, and the session is no more use.
+            let write = |ka: &[u8]| w.lock().map_or(Ok(()), |mut w| w.write_all(ka));
+            if let Err(e) = send_keepalives(write, keepalive, &stopped) {
+                state.fail(format!("scripted peer: sending KEEPALIVE: {e}"));
+            }
+        })?;
+        Ok(ScriptedPeer { session, writer })
     }
 
     /// When the session became Established (the receiver's KEEPALIVE was read).
     pub fn established_at(&self) -> Instant {
-        self.established_at
+        self.session.established_at()
     }
 
     /// UPDATEs the receiver has sent so far.
     pub fn updates_received(&self) -> u64 {
-        self.shared.updates_received.load(Ordering::Relaxed)
+        self.session.state().updates_received()
     }
 
     /// Writes encoded messages (whole ones) to the session.
@@ -266,200 +207,34 @@ impl ScriptedPeer {
 
     /// The NOTIFICATION the receiver sent, if it did.
     pub fn notification(&self) -> Option<Notification> {
-        self.shared.notification.lock().ok().and_then(|n| n.clone())
+        self.session.state().notification()
     }
 
     /// Fails if the receiver sent a NOTIFICATION, closed the session, or a send failed.
     pub fn check(&self) -> Result<()> {
-        match self.shared.error.lock().ok().and_then(|e| e.clone()) {
-            Some(why) => Err(anyhow!(why)),
-            None => Ok(()),
-        }
+        self.session.state().check()
     }
 
     /// Closes the session (FIN, no NOTIFICATION) and returns the instant it did; waits
     /// for the session's threads to end.
     pub fn close(mut self) -> Result<Instant> {
         self.check()?;
-        Ok(self.shut())
-    }
-
-    fn shut(&mut self) -> Instant {
-        self.shared.dying.store(true, Ordering::SeqCst);
-        let at = Instant::now();
-        let _ = self.stream.shutdown(Shutdown::Both);
-        self.stop.take();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-        at
+        Ok(self.session.shut())
     }
 }
-
-impl Drop for ScriptedPeer {
-    fn drop(&mut self) {
-        if !self.threads.is_empty() {
-            self.shut();
-        }
-    }
-}
-
-/// The receiver answered our OPEN with Cease/Connection Rejected (RFC 4486): it does not
-/// take a connection now, e.g. while it holds the session idle after a failure.
-#[derive(Debug)]
-struct Rejected;
-
-impl std::fmt::Display for Rejected {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the receiver answered with Cease/Connection Rejected")
-    }
-}
-
-impl std::error::Error for Rejected {}
 
 /// How long to wait before connecting again after a [`Rejected`].
 const REJECTED_RETRY: Duration = Duration::from_millis(200);
 
-/// Connects to `peer`, retrying every 100 ms while nobody listens yet.
-fn connect(peer: SocketAddr, deadline: Instant) -> Result<TcpStream> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match TcpStream::connect_timeout(&peer, left.max(Duration::from_millis(1))) {
-            Ok(s) => return Ok(s),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset
-                ) && left > Duration::from_millis(100) =>
-            {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => return Err(e).context("connect"),
-        }
-    }
-}
-
-/// OPEN, OPEN, KEEPALIVE, KEEPALIVE; returns the KEEPALIVE interval (a third of the
-/// negotiated hold time, `None` for hold time 0).
-fn handshake(
-    stream: &mut TcpStream,
-    session: &SessionSpec,
-    deadline: Instant,
-    reader: &mut FrameReader,
-) -> Result<Option<Duration>> {
-    let ctx = CodecContext::default();
-    let mut capabilities = vec![
-        Capability::MultiProtocol(Family::IPV4_UNICAST),
-        Capability::MultiProtocol(Family::IPV6_UNICAST),
-        Capability::RouteRefresh,
-        Capability::FourOctetAs(session.asn),
-    ];
-    capabilities.extend(session.capabilities.iter().cloned());
-    let open = Open::new(
-        session.asn,
-        session.hold_time,
-        session.router_id,
-        capabilities,
-    );
-    let mut out = BytesMut::new();
-    Message::Open(open).encode(&ctx, &mut out)?;
-    stream.write_all(&out).context("sending OPEN")?;
-    let theirs = match reader.next(stream, &ctx, deadline)? {
-        Message::Open(o) => o,
-        Message::Notification(n)
-            if n.code == NotificationCode::Cease(CeaseSubcode::ConnectionRejected) =>
-        {
-            return Err(Rejected.into());
-        }
-        other => bail!("expected the receiver's OPEN, got {}", describe(&other)),
-    };
-    if theirs.asn() != session.peer_asn {
-        bail!(
-            "the receiver announced AS {}, expected {}",
-            theirs.asn(),
-            session.peer_asn
-        );
-    }
-    if !theirs.four_octet_as() {
-        bail!("the receiver did not announce 4-octet AS support");
-    }
-    let mut out = BytesMut::new();
-    Message::Keepalive.encode(&ctx, &mut out)?;
-    stream.write_all(&out).context("sending KEEPALIVE")?;
-    match reader.next(stream, &ctx, deadline)? {
-        Message::Keepalive => {}
-        other => bail!(
-            "expected the receiver's KEEPALIVE, got {}",
-            describe(&other)
-        ),
-    }
-    let hold = session.hold_time.min(theirs.hold_time);
-    Ok((hold > 0).then(|| Duration::from_secs(u64::from(hold / 3).max(1))))
-}
-
-/// Reads what the receiver sends, counting UPDATEs; records a NOTIFICATION or a close.
-fn read_until_closed(mut stream: TcpStream, mut reader: FrameReader, shared: &Shared) {
-    let ctx = context();
-    // Far enough to mean "never": the session ends by a close, not a timeout.
-    let forever = Instant::now() + Duration::from_secs(365 * 24 * 3600);
-    loop {
-        match reader.next(&mut stream, &ctx, forever) {
-            Ok(Message::Notification(n)) => {
-                let m = Message::Notification(n.clone());
-                if let Ok(mut kept) = shared.notification.lock() {
-                    *kept = Some(n);
-                }
-                shared.fail(format!("scripted peer: the receiver sent {}", describe(&m)));
-                return;
-            }
-            Ok(Message::Update(_)) => {
-                shared.updates_received.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                shared.fail(format!("scripted peer: {e:#}"));
-                return;
-            }
-        }
-    }
-}
-
-/// Sends a KEEPALIVE every `interval` until `stop` is dropped.
-fn send_keepalives(
-    writer: &Mutex<TcpStream>,
-    interval: Option<Duration>,
-    stop: &mpsc::Receiver<()>,
-    shared: &Shared,
-) {
-    let mut ka = BytesMut::new();
-    if Message::Keepalive
-        .encode(&CodecContext::default(), &mut ka)
-        .is_err()
-    {
-        return;
-    }
-    let wait = interval.unwrap_or(Duration::from_secs(3600));
-    loop {
-        match stop.recv_timeout(wait) {
-            Err(mpsc::RecvTimeoutError::Timeout) if interval.is_some() => {
-                let sent = writer.lock().map(|mut w| w.write_all(&ka));
-                if let Ok(Err(e)) = sent {
-                    shared.fail(format!("scripted peer: sending KEEPALIVE: {e}"));
-                    return;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::{collections::HashSet, net::TcpListener};
+    use std::{
+        collections::HashSet,
+        net::{Ipv4Addr, TcpListener},
+    };
 
     use super::*;
-    use bgp_wire::frame_length;
+    use bgp_wire::{Message, frame_length};
 
     fn decode_all(bytes: &[u8]) -> Vec<Message> {
         let ctx = context();
@@ -516,35 +291,12 @@ mod tests {
     /// A receiver good enough for the test: OPEN, KEEPALIVE, then counts routes until
     /// the peer closes.
     fn fake_receiver(listener: TcpListener) -> usize {
-        let (mut s, _) = listener.accept().unwrap();
-        let ctx = CodecContext::default();
-        let mut out = BytesMut::new();
-        Message::Open(Open::new(
-            65000,
-            90,
-            Ipv4Addr::new(10, 255, 0, 2),
-            vec![Capability::MultiProtocol(Family::IPV4_UNICAST)],
-        ))
-        .encode(&ctx, &mut out)
-        .unwrap();
-        Message::Keepalive.encode(&ctx, &mut out).unwrap();
-        s.write_all(&out).unwrap();
-        let mut reader = FrameReader::default();
-        let deadline = Instant::now() + Duration::from_secs(20);
         let mut routes = 0;
-        loop {
-            match reader.next(&mut s, &context(), deadline) {
-                Ok(Message::Update(u)) => {
-                    routes += u.nlri.len();
-                    routes -= u.withdrawn.len();
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    assert!(e.to_string().contains("closed"), "{e:#}");
-                    return routes;
-                }
-            }
-        }
+        crate::bgp_session::fake_receiver(listener, 65000, |u| {
+            routes += u.nlri.len();
+            routes -= u.withdrawn.len();
+        });
+        routes
     }
 
     #[test]

@@ -19,6 +19,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use lab::{
     Netns,
     agent::Agent,
+    configs::{self, LEAF1_PEER},
     frr::{Frr, FrrOptions},
     peer::Family,
     scripted_peer::{self, ScriptedPeer, SessionSpec},
@@ -41,14 +42,7 @@ fn prerequisites() -> Result<()> {
 
 /// The node and one leaf: node n0 192.0.2.11/fd00::11, leaf l0 192.0.2.1/fd00::1.
 fn node_and_leaf() -> Result<(Netns, Netns)> {
-    prerequisites()?;
-    let (node, leaf) = (Netns::new()?, Netns::new()?);
-    lab::veth(&node, "n0", &leaf, "l0")?;
-    node.ip(&["addr", "add", "192.0.2.11/24", "dev", "n0"])?;
-    leaf.ip(&["addr", "add", "192.0.2.1/24", "dev", "l0"])?;
-    node.ip(&["-6", "addr", "add", "fd00::11/64", "dev", "n0", "nodad"])?;
-    leaf.ip(&["-6", "addr", "add", "fd00::1/64", "dev", "l0", "nodad"])?;
-    Ok((node, leaf))
+    lab::node_and_leaf()
 }
 
 /// FRR as leaf1 (AS 65001, 192.0.2.1, without zebra) peering with the node at
@@ -57,11 +51,7 @@ fn node_and_leaf() -> Result<(Netns, Netns)> {
 fn leaf1_frr(leaf: &Netns, rest: &str) -> Result<Frr> {
     Frr::start_with(
         leaf,
-        &format!(
-            "frr defaults traditional\nhostname leaf\n\
-             router bgp {LEAF1_AS}\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n\
-             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n {rest}"
-        ),
+        &configs::frr_leaf("leaf", LEAF1_AS, "192.0.2.11", NODE_AS, rest),
         FrrOptions {
             zebra: false,
             ..FrrOptions::default()
@@ -69,27 +59,9 @@ fn leaf1_frr(leaf: &Netns, rest: &str) -> Result<Frr> {
     )
 }
 
-/// The node's config: `sections` go after the common part.
+/// The node's config (uplink n0): `sections` go after the common part.
 fn node_config(sections: &str) -> String {
-    format!(
-        r#"
-router-id = "192.0.2.11"
-asn = {NODE_AS}
-[dataplane]
-uplinks = ["n0"]
-mode = "skb"
-pin-dir = "@PINS@"
-[api]
-socket = "@SOCKET@"
-[http]
-listen = "127.0.0.1:0"
-[timers]
-hold = 9
-keepalive = 3
-connect-retry = 1
-{sections}
-"#
-    )
+    configs::node_config(NODE_AS, &["n0"], sections)
 }
 
 // ---- origination ----
@@ -139,26 +111,19 @@ fn pod_routes_are_originated_and_withdrawn_at_frr() -> Result<()> {
     )?;
     let agent = Agent::start(
         &node,
-        &node_config(
+        &node_config(&format!(
             r#"
 [origination]
 pod-cidrs = ["10.244.1.0/24", "fd00:10:244:1::/64"]
-[[peer]]
-name = "leaf1"
-address = "192.0.2.1"
-remote-asn = 65001
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-[[peer]]
+{LEAF1_PEER}[[peer]]
 name = "leaf1-v6"
 address = "fd00::1"
 remote-asn = 65001
 import = "accept-all"
 export = "accept-all"
 families = ["ipv6-unicast"]
-"#,
-        ),
+"#
+        )),
     )?;
     agent.wait_established("leaf1", TIMEOUT)?;
     agent.wait_established("leaf1-v6", TIMEOUT)?;
@@ -767,8 +732,7 @@ fn reload_applies_the_difference_without_resetting_unchanged_sessions() -> Resul
     let frr = leaf1_frr(
         &leaf1,
         &format!(
-            "no bgp network import-check\n\
-             neighbor fd00::11 remote-as {NODE_AS}\n neighbor fd00::11 timers connect 1\n\
+            "neighbor fd00::11 remote-as {NODE_AS}\n neighbor fd00::11 timers connect 1\n\
              address-family ipv4 unicast\n  network 100.64.1.0/24\n  network 100.64.2.0/24\n  \
              no neighbor fd00::11 activate\n exit-address-family\n\
              address-family ipv6 unicast\n  neighbor fd00::11 activate\n  network 2001:db8:f1::/48\n \
@@ -792,13 +756,14 @@ protocol bgp node {{
         ),
     )?;
     let config = |import: &str, v6_timers: &str, extra: &str| {
-        node_config(
+        configs::node_config(
+            NODE_AS,
+            &["n0", "n1"],
             &(LEAF1_PEERS
                 .replace("@IMPORT@", import)
                 .replace("@V6TIMERS@", v6_timers)
                 + extra),
         )
-        .replace("uplinks = [\"n0\"]", "uplinks = [\"n0\", \"n1\"]")
     };
     let agent = Agent::start(&node, &config("accept-all", "", ""))?;
     agent.wait_established("leaf1", TIMEOUT)?;
@@ -955,14 +920,7 @@ pod-cidrs = ["10.244.1.0/24"]
 prefix = "10.244.1.0/24"
 summary-only = {summary_only}
 suppress-to = ["leaf1"]
-[[peer]]
-name = "leaf1"
-address = "192.0.2.1"
-remote-asn = 65001
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-"#
+{LEAF1_PEER}"#
         ))
     };
     let agent = Agent::start(&node, &config(true))?;
@@ -1159,25 +1117,11 @@ fn a_neighbor_entry_deleted_by_hand_is_resolved_again() -> Result<()> {
     leaf.ip(&["addr", "add", "192.0.2.2/24", "dev", "l0"])?;
     let frr = leaf1_frr(
         &leaf,
-        "no bgp network import-check\n\
-         address-family ipv4 unicast\n  network 100.64.1.0/24\n  \
+        "address-family ipv4 unicast\n  network 100.64.1.0/24\n  \
          neighbor 192.0.2.11 route-map NH out\n exit-address-family\n\
          route-map NH permit 10\n set ip next-hop 192.0.2.2\n",
     )?;
-    let agent = Agent::start(
-        &node,
-        &node_config(
-            r#"
-[[peer]]
-name = "leaf1"
-address = "192.0.2.1"
-remote-asn = 65001
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-"#,
-        ),
-    )?;
+    let agent = Agent::start(&node, &node_config(LEAF1_PEER))?;
     agent.wait_established("leaf1", TIMEOUT)?;
     frr.wait_established("192.0.2.11", TIMEOUT)?;
     wait_until(TIMEOUT, POLL, || {

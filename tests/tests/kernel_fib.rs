@@ -22,6 +22,7 @@ use ipnet::IpNet;
 use lab::{
     Netns,
     agent::Agent,
+    configs,
     frr::{Frr, FrrOptions},
     scripted_peer::{self, ScriptedPeer, SessionSpec},
     wait_until,
@@ -88,12 +89,12 @@ impl Lab {
             .collect();
         Frr::start_with(
             &self.leaf1,
-            &format!(
-                "frr defaults traditional\nhostname leaf1\n\
-                 router bgp {LEAF1_AS}\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-                 no bgp network import-check\n\
-                 neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
-                 address-family ipv4 unicast\n{networks} exit-address-family\n"
+            &configs::frr_leaf(
+                "leaf1",
+                LEAF1_AS,
+                "192.0.2.11",
+                NODE_AS,
+                &format!("address-family ipv4 unicast\n{networks} exit-address-family\n"),
             ),
             FrrOptions {
                 zebra: false,

@@ -20,6 +20,7 @@ use ipnet::IpNet;
 use lab::{
     Netns,
     agent::Agent,
+    configs,
     frr::{Frr, FrrOptions},
     wait_until,
 };
@@ -32,22 +33,11 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const WATCH: Duration = Duration::from_secs(13);
 
 fn node_config() -> String {
-    format!(
-        r#"
-router-id = "192.0.2.11"
-asn = {NODE_AS}
-[dataplane]
-uplinks = ["n0"]
-mode = "skb"
-pin-dir = "@PINS@"
-[api]
-socket = "@SOCKET@"
-[http]
-listen = "127.0.0.1:0"
-[timers]
-hold = 9
-keepalive = 3
-connect-retry = 1
+    configs::node_config(
+        NODE_AS,
+        &["n0"],
+        &format!(
+            r#"
 [[peer]]
 name = "leaf"
 address = "192.0.2.1"
@@ -65,6 +55,7 @@ import = "accept-all"
 export = "reject-all"
 families = ["ipv6-unicast"]
 "#
+        ),
     )
 }
 
@@ -194,15 +185,7 @@ fn sessions_hold(agent: &Agent) -> Result<()> {
 
 #[test]
 fn the_nodes_addresses_go_to_the_kernel_under_a_default_route() -> Result<()> {
-    lab::require_root()?;
-    lab::require_bpffs()?;
-    lab::sweep_stale();
-    let (node, leaf) = (Netns::new()?, Netns::new()?);
-    lab::veth(&node, "n0", &leaf, "l0")?;
-    node.ip(&["addr", "add", "192.0.2.11/24", "dev", "n0"])?;
-    leaf.ip(&["addr", "add", "192.0.2.1/24", "dev", "l0"])?;
-    node.ip(&["-6", "addr", "add", "fd00::11/64", "dev", "n0", "nodad"])?;
-    leaf.ip(&["-6", "addr", "add", "fd00::1/64", "dev", "l0", "nodad"])?;
+    let (node, leaf) = lab::node_and_leaf()?;
     let frr = Frr::start_with(
         &leaf,
         &leaf_config(),

@@ -8,7 +8,7 @@ mod support;
 use std::{collections::BTreeSet, path::PathBuf, process::Output, time::Duration};
 
 use anyhow::{Context, Result, ensure};
-use lab::{Netns, PinDir, agent::Agent, frr::Frr, wait_until};
+use lab::{Netns, PinDir, agent::Agent, configs, frr::Frr, wait_until};
 use support::bgp_ctl_bin;
 
 fn unit() -> Result<String> {
@@ -282,12 +282,14 @@ fn the_daemon_runs_in_the_units_sandbox() -> Result<()> {
     leaf.ip(&["addr", "add", "192.0.2.1/24", "dev", "l0"])?;
     let frr = Frr::start(
         &leaf,
-        "frr defaults traditional\nhostname leaf\n\
-         router bgp 65001\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-         no bgp network import-check\n\
-         neighbor 192.0.2.11 remote-as 4200000001\n neighbor 192.0.2.11 timers connect 1\n \
-         neighbor 192.0.2.11 password s3cret\n\
-         address-family ipv4 unicast\n  network 100.64.1.0/24\n exit-address-family\n",
+        &configs::frr_leaf(
+            "leaf",
+            65001,
+            "192.0.2.11",
+            4_200_000_001,
+            " neighbor 192.0.2.11 password s3cret\n\
+             address-family ipv4 unicast\n  network 100.64.1.0/24\n exit-address-family\n",
+        ),
     )?;
     let secrets = tempfile::tempdir()?;
     let password = secrets.path().join("leaf1.password");
@@ -295,24 +297,13 @@ fn the_daemon_runs_in_the_units_sandbox() -> Result<()> {
     let trace = tempfile::NamedTempFile::new()?;
     let bounding = format!("--bounding-set={}", setpriv_caps(&caps));
     let trace_path = trace.path().to_str().context("path")?;
-    let config = format!(
-        r#"
-router-id = "192.0.2.11"
-asn = 4200000001
-[dataplane]
-uplinks = ["n0"]
-mode = "skb"
-pin-dir = "@PINS@"
-[api]
-socket = "@SOCKET@"
-[http]
-listen = "127.0.0.1:0"
+    let config = configs::node_config(
+        4_200_000_001,
+        &["n0"],
+        &format!(
+            r#"
 [origination]
 static-routes = ["10.244.1.0/24"]
-[timers]
-hold = 9
-keepalive = 3
-connect-retry = 1
 [[peer]]
 name = "leaf1"
 address = "192.0.2.1"
@@ -321,7 +312,8 @@ password-file = "{}"
 import = "accept-all"
 export = "accept-all"
 "#,
-        password.display()
+            password.display()
+        ),
     );
     let wrapper = [
         "setpriv",

@@ -116,6 +116,7 @@ pub fn run_once(kind: Kind, feed: &Arc<Feed>, poll: &Poll) -> Result<Run> {
         router_id: FEEDER_ADDR,
         peer_asn: RECEIVER_ASN,
         hold_time: HOLD_TIME,
+        capabilities: Vec::new(),
     };
     let n = u64::from(feed.routes());
     let feeder = Feeder::start(

@@ -14,13 +14,10 @@ fn frr_config(networks: &[&str]) -> String {
         .iter()
         .map(|n| format!("  network {n}\n"))
         .collect();
-    format!(
-        "frr defaults traditional\nhostname leaf\n\
-         router bgp 65001\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-         no bgp network import-check\n bgp graceful-restart\n bgp graceful-restart preserve-fw-state\n \
-         neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
-         address-family ipv4 unicast\n{networks} exit-address-family\n"
-    )
+    frr_leaf(&format!(
+        " bgp graceful-restart\n bgp graceful-restart preserve-fw-state\n\
+             address-family ipv4 unicast\n{networks} exit-address-family\n"
+    ))
 }
 
 /// Whether `prefix` has a path from leaf1, and whether it is stale.
@@ -40,20 +37,7 @@ fn graceful_restart_keeps_frr_routes_stale_until_end_of_rib() -> Result<()> {
     let (node, leaf) = pair()?;
     let (kept, dropped) = ("100.64.1.0/24", "100.64.2.0/24");
     let mut frr = Frr::start(&leaf, &frr_config(&[kept, dropped]))?;
-    let agent = Agent::start(
-        &node,
-        &node_config(
-            r#"
-[[peer]]
-name = "leaf1"
-address = "192.0.2.1"
-remote-asn = 65001
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-"#,
-        ),
-    )?;
+    let agent = Agent::start(&node, &node_config(LEAF1_PEER))?;
     agent.wait_established("leaf1", TIMEOUT)?;
     frr.wait_established("192.0.2.11", TIMEOUT)?;
     wait_until(TIMEOUT, POLL, || {

@@ -5,14 +5,10 @@
 use super::*;
 
 fn frr_config(neighbor_hops: u8, network: &str) -> String {
-    format!(
-        "frr defaults traditional\nhostname leaf\n\
-         router bgp 65001\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-         no bgp network import-check\n\
-         neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n \
-         neighbor 192.0.2.11 ttl-security hops {neighbor_hops}\n\
-         address-family ipv4 unicast\n  network {network}\n exit-address-family\n"
-    )
+    frr_leaf(&format!(
+        " neighbor 192.0.2.11 ttl-security hops {neighbor_hops}\n\
+             address-family ipv4 unicast\n  network {network}\n exit-address-family\n"
+    ))
 }
 
 fn agent_config(leaf: &str, hops: u8) -> String {

@@ -15,14 +15,14 @@ fn ipv6_session_with_frr_routes_both_ways() -> Result<()> {
     let (node, leaf) = pair()?;
     let frr = Frr::start(
         &leaf,
-        &format!(
-            "frr defaults traditional\nhostname leaf\n\
-             router bgp 65001\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-             no bgp network import-check\n\
-             neighbor fd00::11 remote-as {NODE_AS}\n neighbor fd00::11 timers connect 1\n\
-             address-family ipv4 unicast\n  no neighbor fd00::11 activate\n exit-address-family\n\
+        &configs::frr_leaf(
+            "leaf",
+            65001,
+            "fd00::11",
+            NODE_AS,
+            "address-family ipv4 unicast\n  no neighbor fd00::11 activate\n exit-address-family\n\
              address-family ipv6 unicast\n  neighbor fd00::11 activate\n  \
-             network 2001:db8:f1::/48\n  network 2001:db8:f3::/48\n exit-address-family\n"
+             network 2001:db8:f1::/48\n  network 2001:db8:f3::/48\n exit-address-family\n",
         ),
     )?;
     let agent = Agent::start(

@@ -29,6 +29,7 @@ use lab::{
     Netns,
     agent::Agent,
     bird::Bird,
+    configs::{self, LEAF1_PEER},
     frr::Frr,
     peer::Family,
     scripted_peer::{ScriptedPeer, SessionSpec},
@@ -42,16 +43,7 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Two namespaces joined by a veth: node n0 192.0.2.11/fd00::11, leaf l0 192.0.2.1/fd00::1.
 fn pair() -> Result<(Netns, Netns)> {
-    lab::require_root()?;
-    lab::require_bpffs()?;
-    lab::sweep_stale();
-    let (node, leaf) = (Netns::new()?, Netns::new()?);
-    lab::veth(&node, "n0", &leaf, "l0")?;
-    node.ip(&["addr", "add", "192.0.2.11/24", "dev", "n0"])?;
-    leaf.ip(&["addr", "add", "192.0.2.1/24", "dev", "l0"])?;
-    node.ip(&["-6", "addr", "add", "fd00::11/64", "dev", "n0", "nodad"])?;
-    leaf.ip(&["-6", "addr", "add", "fd00::1/64", "dev", "l0", "nodad"])?;
-    Ok((node, leaf))
+    lab::node_and_leaf()
 }
 
 /// A node with two uplinks and a leaf behind each: node n0 192.0.2.11 -- leaf1 l0
@@ -71,34 +63,22 @@ fn node_config(peers: &str) -> String {
     node_config_with(NODE_AS, &["n0"], peers)
 }
 
-/// [`node_config`] with another local AS and other uplinks.
+/// [`node_config`] with another local AS and other uplinks (the node also originates
+/// 10.244.1.0/24 and fd00:10:244:1::/64).
 fn node_config_with(asn: u32, uplinks: &[&str], rest: &str) -> String {
-    let uplinks = uplinks
-        .iter()
-        .map(|u| format!("{u:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        r#"
-router-id = "192.0.2.11"
-asn = {asn}
-[dataplane]
-uplinks = [{uplinks}]
-mode = "skb"
-pin-dir = "@PINS@"
-[api]
-socket = "@SOCKET@"
-[http]
-listen = "127.0.0.1:0"
-[origination]
-static-routes = ["10.244.1.0/24", "fd00:10:244:1::/64"]
-[timers]
-hold = 9
-keepalive = 3
-connect-retry = 1
-{rest}
-"#
+    configs::node_config(
+        asn,
+        uplinks,
+        &format!(
+            "[origination]\nstatic-routes = [\"10.244.1.0/24\", \"fd00:10:244:1::/64\"]\n{rest}"
+        ),
     )
+}
+
+/// FRR's config in the leaf of [`pair`]: AS 65001, with us (192.0.2.11) as its neighbor;
+/// `rest` goes on inside `router bgp`.
+fn frr_leaf(rest: &str) -> String {
+    configs::frr_leaf("leaf", 65001, "192.0.2.11", NODE_AS, rest)
 }
 
 /// BIRD's config in the leaf of [`pair`]: AS 65002, one BGP protocol `node` with us over
@@ -223,13 +203,9 @@ fn frr_session_routes_both_ways_and_withdrawals() -> Result<()> {
     let (node, leaf) = pair()?;
     let frr = Frr::start(
         &leaf,
-        &format!(
-            "frr defaults traditional\nhostname leaf\n\
-             router bgp 65001\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-             no bgp network import-check\n\
-             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
-             address-family ipv4 unicast\n  network 100.64.1.0/24\n  network 100.64.2.0/24\n exit-address-family\n\
-             address-family ipv6 unicast\n  neighbor 192.0.2.11 activate\n  network 2001:db8:f1::/48\n exit-address-family\n"
+        &frr_leaf(
+            "address-family ipv4 unicast\n  network 100.64.1.0/24\n  network 100.64.2.0/24\n exit-address-family\n\
+             address-family ipv6 unicast\n  neighbor 192.0.2.11 activate\n  network 2001:db8:f1::/48\n exit-address-family\n",
         ),
     )?;
     let agent = Agent::start(

@@ -13,28 +13,13 @@ fn max_prefix_exceeded_by_frr_tears_down_with_cease_6_1() -> Result<()> {
         .collect();
     let frr = Frr::start(
         &leaf,
-        &format!(
-            "frr defaults traditional\nhostname leaf\n\
-             router bgp 65001\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-             no bgp network import-check\n\
-             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
-             address-family ipv4 unicast\n{networks} exit-address-family\n"
-        ),
+        &frr_leaf(&format!(
+            "address-family ipv4 unicast\n{networks} exit-address-family\n"
+        )),
     )?;
     let agent = Agent::start(
         &node,
-        &node_config(
-            r#"
-[[peer]]
-name = "leaf1"
-address = "192.0.2.1"
-remote-asn = 65001
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-max-prefix = { limit = 3 }
-"#,
-        ),
+        &node_config(&format!("{LEAF1_PEER}max-prefix = {{ limit = 3 }}\n")),
     )?;
     // FRR may also log a Cease/Connection Rejected (6/5) for a connection it opened while
     // we were still starting or already down: look for the teardown itself.

@@ -10,13 +10,9 @@ fn md5_with_frr_wrong_password_fails_matching_one_establishes() -> Result<()> {
     let (node, leaf) = pair()?;
     let frr = Frr::start(
         &leaf,
-        &format!(
-            "frr defaults traditional\nhostname leaf\n\
-             router bgp 65001\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-             no bgp network import-check\n\
-             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n \
-             neighbor 192.0.2.11 password not-the-secret\n\
-             address-family ipv4 unicast\n  network 100.64.1.0/24\n exit-address-family\n"
+        &frr_leaf(
+            " neighbor 192.0.2.11 password not-the-secret\n\
+             address-family ipv4 unicast\n  network 100.64.1.0/24\n exit-address-family\n",
         ),
     )?;
     let agent = Agent::start(

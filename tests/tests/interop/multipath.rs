@@ -15,14 +15,7 @@ fn config(relax: bool) -> String {
             r#"
 [multipath]
 relax-as-path = {relax}
-[[peer]]
-name = "leaf1"
-address = "192.0.2.1"
-remote-asn = 65001
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-[[peer]]
+{LEAF1_PEER}[[peer]]
 name = "leaf2"
 address = "198.51.100.1"
 remote-asn = 65002
@@ -69,12 +62,12 @@ fn multipath_from_frr_and_bird_needs_relax_as_path() -> Result<()> {
     let (node, leaf1, leaf2) = node_with_two_leaves()?;
     let _frr = Frr::start(
         &leaf1,
-        &format!(
-            "frr defaults traditional\nhostname leaf1\n\
-             router bgp 65001\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-             no bgp network import-check\n\
-             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
-             address-family ipv4 unicast\n  network {PREFIX}\n exit-address-family\n"
+        &configs::frr_leaf(
+            "leaf1",
+            65001,
+            "192.0.2.11",
+            NODE_AS,
+            &format!("address-family ipv4 unicast\n  network {PREFIX}\n exit-address-family\n"),
         ),
     )?;
     let _bird = Bird::start(

@@ -7,24 +7,14 @@
 use super::*;
 
 fn frr_config(local_as: u32) -> String {
-    format!(
-        "frr defaults traditional\nhostname leaf\n\
-         router bgp {local_as}\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-         no bgp network import-check\n\
-         neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
-         address-family ipv4 unicast\n  network 100.64.1.0/24\n exit-address-family\n"
+    configs::frr_leaf(
+        "leaf",
+        local_as,
+        "192.0.2.11",
+        NODE_AS,
+        "address-family ipv4 unicast\n  network 100.64.1.0/24\n exit-address-family\n",
     )
 }
-
-const PEER: &str = r#"
-[[peer]]
-name = "leaf1"
-address = "192.0.2.1"
-remote-asn = 65001
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-"#;
 
 /// FRR's NOTIFICATIONs from us, once one with `code` has arrived.
 fn wait_notification(frr: &Frr, agent: &Agent, code: u8) -> Result<lab::frr::Notification> {
@@ -48,7 +38,7 @@ fn wait_notification(frr: &Frr, agent: &Agent, code: u8) -> Result<lab::frr::Not
 fn admin_shutdown_sends_cease_6_2_with_the_message() -> Result<()> {
     let (node, leaf) = pair()?;
     let frr = Frr::start(&leaf, &frr_config(65001))?;
-    let agent = Agent::start(&node, &node_config(PEER))?;
+    let agent = Agent::start(&node, &node_config(LEAF1_PEER))?;
     agent.wait_established("leaf1", TIMEOUT)?;
     frr.wait_established("192.0.2.11", TIMEOUT)?;
 
@@ -96,7 +86,7 @@ fn admin_shutdown_sends_cease_6_2_with_the_message() -> Result<()> {
 fn hold_timer_expiry_sends_4_0() -> Result<()> {
     let (node, leaf) = pair()?;
     let frr = Frr::start(&leaf, &frr_config(65001))?;
-    let agent = Agent::start(&node, &node_config(PEER))?;
+    let agent = Agent::start(&node, &node_config(LEAF1_PEER))?;
     agent.wait_established("leaf1", TIMEOUT)?;
     frr.wait_established("192.0.2.11", TIMEOUT)?;
     let hold = neighbor_detail(&agent, "leaf1")?["hold_time"].as_u64();
@@ -127,7 +117,7 @@ fn bad_peer_as_sends_open_error_2_2() -> Result<()> {
     let (node, leaf) = pair()?;
     // FRR speaks as AS 65009; we expect 65001.
     let frr = Frr::start(&leaf, &frr_config(65009))?;
-    let agent = Agent::start(&node, &node_config(PEER))?;
+    let agent = Agent::start(&node, &node_config(LEAF1_PEER))?;
     let n = wait_notification(&frr, &agent, 2)?;
     ensure!(
         (n.code, n.subcode) == (2, 2),

@@ -23,28 +23,9 @@ fn route_refresh_from_frr_is_answered_with_our_routes() -> Result<()> {
     let (node, leaf) = pair()?;
     let frr = Frr::start(
         &leaf,
-        &format!(
-            "frr defaults traditional\nhostname leaf\n\
-             router bgp 65001\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
-             no bgp network import-check\n\
-             neighbor 192.0.2.11 remote-as {NODE_AS}\n neighbor 192.0.2.11 timers connect 1\n\
-             address-family ipv4 unicast\n  network 100.64.1.0/24\n exit-address-family\n"
-        ),
+        &frr_leaf("address-family ipv4 unicast\n  network 100.64.1.0/24\n exit-address-family\n"),
     )?;
-    let agent = Agent::start(
-        &node,
-        &node_config(
-            r#"
-[[peer]]
-name = "leaf1"
-address = "192.0.2.1"
-remote-asn = 65001
-import = "accept-all"
-export = "accept-all"
-families = ["ipv4-unicast"]
-"#,
-        ),
-    )?;
+    let agent = Agent::start(&node, &node_config(LEAF1_PEER))?;
     agent.wait_established("leaf1", TIMEOUT)?;
     frr.wait_established("192.0.2.11", TIMEOUT)?;
     wait_until(TIMEOUT, POLL, || {
