@@ -1,9 +1,7 @@
 //! `cargo xtask bench agent`: builds the daemon in release mode and runs the `agent`
 //! benchmark of the tests package, whose last line is `RESULT agent ...`.
 
-use std::process::Command;
-
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Args;
 
 /// Options of the agent benchmark (passed on to it).
@@ -22,14 +20,17 @@ pub struct Agent {
 
 /// Builds the daemon and runs the benchmark.
 pub fn run(opts: &Agent) -> Result<()> {
-    cargo(&[
-        "build",
-        "--release",
-        "--package",
-        "bgp-ctl",
-        "--bin",
-        "bgp-ctl",
-    ])?;
+    crate::cargo::step(
+        "agent bench",
+        &[
+            "build",
+            "--release",
+            "--package",
+            "bgp-ctl",
+            "--bin",
+            "bgp-ctl",
+        ],
+    )?;
     let mut args: Vec<String> = [
         "bench",
         "--package",
@@ -50,18 +51,5 @@ pub fn run(opts: &Agent) -> Result<()> {
         }
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    cargo(&args)
-}
-
-fn cargo(args: &[&str]) -> Result<()> {
-    println!("==> cargo {}", args.join(" "));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args(args)
-        .status()
-        .with_context(|| format!("running cargo {}", args.join(" ")))?;
-    if !status.success() {
-        bail!("cargo {} failed ({status})", args.join(" "));
-    }
-    Ok(())
+    crate::cargo::step("agent bench", &args)
 }

@@ -2,9 +2,7 @@
 //! measured) and runs the `control_plane` benchmark of the tests package, which prints
 //! `RESULT control-plane ...` lines last.
 
-use std::process::Command;
-
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Args;
 
 /// Options of the control-plane benchmark (passed on to it).
@@ -56,14 +54,17 @@ impl ControlPlane {
 /// Builds what is measured and runs the benchmark.
 pub fn run(opts: &ControlPlane) -> Result<()> {
     if opts.measures_ours() {
-        cargo(&[
-            "build",
-            "--release",
-            "--package",
-            "bgp-ctl",
-            "--bin",
-            "bgp-ctl",
-        ])?;
+        crate::cargo::step(
+            "control-plane bench",
+            &[
+                "build",
+                "--release",
+                "--package",
+                "bgp-ctl",
+                "--bin",
+                "bgp-ctl",
+            ],
+        )?;
     }
     let mut args = vec![
         "bench".to_owned(),
@@ -75,18 +76,5 @@ pub fn run(opts: &ControlPlane) -> Result<()> {
     ];
     args.extend(opts.bench_args());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    cargo(&args)
-}
-
-fn cargo(args: &[&str]) -> Result<()> {
-    println!("==> cargo {}", args.join(" "));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args(args)
-        .status()
-        .with_context(|| format!("running cargo {}", args.join(" ")))?;
-    if !status.success() {
-        bail!("cargo {} failed ({status})", args.join(" "));
-    }
-    Ok(())
+    crate::cargo::step("control-plane bench", &args)
 }

@@ -104,7 +104,8 @@ fn with_workspace<'a>(head: &[&'a str], tail: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
-fn step(name: &str, args: &[&str]) -> Result<()> {
+/// Runs `cargo ARGS` as the step `name` of a command, failing if cargo fails.
+pub fn step(name: &str, args: &[&str]) -> Result<()> {
     println!("==> {name}: cargo {}", args.join(" "));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)

@@ -29,7 +29,7 @@ use crate::{
     api::{Reply, Request, protocol::ReloadReport, server::ReplySink},
     bfd::BfdHandle,
     bgp::{self, LocalInfo, Session, SessionEvent, listener::Accepted},
-    policy::{PolicyContext, RoutingPolicy},
+    policy::{PolicyContext, PolicyFilter, RoutingPolicy},
     programmer::{LocalTarget, Work},
     rib::{PeerId, PeerSession, Rib, RibChange, RibConfig, RouteAttrs},
 };
@@ -422,22 +422,13 @@ impl Speaker {
             return changes;
         };
         let ebgp = self.rib.is_ebgp(id).unwrap_or(true);
-        let Some(p) = self.peers.get(&peer) else {
+        let Some(mut filter) = self
+            .peers
+            .get(&peer)
+            .and_then(|p| import_filter(&self.settings, p, ebgp))
+        else {
             return changes;
         };
-        let policy = match self
-            .settings
-            .routing
-            .resolve(p.spec.policy.import.as_deref(), ebgp)
-        {
-            Ok(policy) => policy,
-            Err(e) => {
-                warn!("peer {}: import policy: {e}", p.spec.name);
-                return changes;
-            }
-        };
-        let ctx = PolicyContext::new(self.settings.local.asn, p.session.as_ref());
-        let mut filter = self.settings.routing.filter(policy, ctx);
         if !u.nlri.is_empty()
             && let Some(ra) = RouteAttrs::from_ipv4_update(attrs.clone())
         {
@@ -524,15 +515,9 @@ impl Speaker {
                 continue;
             };
             let (id, ebgp) = (p.id, self.rib.is_ebgp(p.id).unwrap_or(true));
-            let Ok(policy) = self
-                .settings
-                .routing
-                .resolve(p.spec.policy.export.as_deref(), ebgp)
-            else {
+            let Some(mut filter) = export_filter(&self.settings, &self.dynamic, p, ebgp) else {
                 continue;
             };
-            let ctx = PolicyContext::new(self.settings.local.asn, p.session.as_ref());
-            let mut filter = export_filter(&self.settings, &self.dynamic, p, policy, ctx);
             match self.rib.export(id, &changes, &mut filter) {
                 Ok(adv) if !adv.is_empty() => {
                     p.send(export::encode(&adv, &p.families(), &p.codec()))
@@ -551,19 +536,9 @@ impl Speaker {
             return;
         };
         let (id, ebgp) = (p.id, self.rib.is_ebgp(p.id).unwrap_or(true));
-        let policy = match self
-            .settings
-            .routing
-            .resolve(p.spec.policy.export.as_deref(), ebgp)
-        {
-            Ok(policy) => policy,
-            Err(e) => {
-                warn!("peer {}: export policy: {e}", p.spec.name);
-                return;
-            }
+        let Some(mut filter) = export_filter(&self.settings, &self.dynamic, p, ebgp) else {
+            return;
         };
-        let ctx = PolicyContext::new(self.settings.local.asn, p.session.as_ref());
-        let mut filter = export_filter(&self.settings, &self.dynamic, p, policy, ctx);
         match self.rib.export_all(id, family, &mut filter) {
             Ok(adv) => {
                 p.send(export::encode(&adv, &p.families(), &p.codec()))
@@ -808,18 +783,48 @@ fn export_filter<'a>(
     settings: &'a SpeakerSettings,
     dynamic: &[Option<DynamicSpec>],
     p: &Peer,
-    policy: &'a crate::policy::Policy,
-    ctx: PolicyContext,
-) -> Suppressing<crate::policy::PolicyFilter<'a>> {
+    ebgp: bool,
+) -> Option<Suppressing<PolicyFilter<'a>>> {
+    let filter = policy_filter(settings, p, p.spec.policy.export.as_deref(), ebgp, "export")?;
     let group = p
         .dynamic
         .and_then(|i| dynamic.get(i)?.as_ref().map(|d| d.name.as_str()));
-    Suppressing::new(
-        settings.routing.filter(policy, ctx),
+    Some(Suppressing::new(
+        filter,
         &settings.suppressions,
         &p.spec.name,
         group,
-    )
+    ))
+}
+
+/// `p`'s import filter.
+fn import_filter<'a>(
+    settings: &'a SpeakerSettings,
+    p: &Peer,
+    ebgp: bool,
+) -> Option<PolicyFilter<'a>> {
+    policy_filter(settings, p, p.spec.policy.import.as_deref(), ebgp, "import")
+}
+
+/// The filter of `p`'s policy `name` (for an eBGP or iBGP session: RFC 8212 defaults),
+/// or `None`, logged, if it does not resolve (the configuration checks prevent that).
+fn policy_filter<'a>(
+    settings: &'a SpeakerSettings,
+    p: &Peer,
+    name: Option<&str>,
+    ebgp: bool,
+    what: &str,
+) -> Option<PolicyFilter<'a>> {
+    match settings.routing.resolve(name, ebgp) {
+        Ok(policy) => {
+            let ctx = PolicyContext::new(settings.local.asn, p.session.as_ref());
+            Some(settings.routing.filter(policy, ctx))
+        }
+        Err(e) => {
+            warn!("peer {}: {what} policy: {e}", p.spec.name);
+            None
+        }
+    }
 }
 
 /// Sends replies from their own task, so a slow client never stalls the speaker.

@@ -25,12 +25,7 @@ use std::{
 use tracing::{info, warn};
 
 use super::{DynamicSpec, PeerSpec, Speaker, SpeakerSettings, peer::Peer};
-use crate::{
-    api::protocol::ReloadReport,
-    bgp,
-    policy::{PolicyContext, RoutingPolicy},
-    programmer::Work,
-};
+use crate::{api::protocol::ReloadReport, bgp, policy::RoutingPolicy, programmer::Work};
 
 /// The parts of a reloaded configuration the speaker applies.
 #[derive(Debug, Clone)]
@@ -381,19 +376,9 @@ impl Speaker {
         };
         let (id, families) = (p.id, p.families());
         let ebgp = self.rib.is_ebgp(id).unwrap_or(true);
-        let policy = match self
-            .settings
-            .routing
-            .resolve(p.spec.policy.import.as_deref(), ebgp)
-        {
-            Ok(policy) => policy,
-            Err(e) => {
-                warn!("peer {}: import policy: {e}", p.spec.name);
-                return 0;
-            }
+        let Some(mut filter) = super::import_filter(&self.settings, p, ebgp) else {
+            return 0;
         };
-        let ctx = PolicyContext::new(self.settings.local.asn, p.session.as_ref());
-        let mut filter = self.settings.routing.filter(policy, ctx);
         let mut changes = Vec::new();
         for family in families {
             match self.rib.reimport(id, family, &mut filter) {
