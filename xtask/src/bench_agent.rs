@@ -20,17 +20,7 @@ pub struct Agent {
 
 /// Builds the daemon and runs the benchmark.
 pub fn run(opts: &Agent) -> Result<()> {
-    crate::cargo::step(
-        "agent bench",
-        &[
-            "build",
-            "--release",
-            "--package",
-            "bgp-ctl",
-            "--bin",
-            "bgp-ctl",
-        ],
-    )?;
+    crate::cargo::build_agent_release("agent bench")?;
     let mut args: Vec<String> = [
         "bench",
         "--package",

@@ -54,17 +54,7 @@ impl ControlPlane {
 /// Builds what is measured and runs the benchmark.
 pub fn run(opts: &ControlPlane) -> Result<()> {
     if opts.measures_ours() {
-        crate::cargo::step(
-            "control-plane bench",
-            &[
-                "build",
-                "--release",
-                "--package",
-                "bgp-ctl",
-                "--bin",
-                "bgp-ctl",
-            ],
-        )?;
+        crate::cargo::build_agent_release("control-plane bench")?;
     }
     let mut args = vec![
         "bench".to_owned(),

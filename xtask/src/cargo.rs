@@ -21,6 +21,22 @@ pub fn build_agent() -> Result<()> {
     step("build", &["build", "-p", "bgp-ctl", "--bin", "bgp-ctl"])
 }
 
+/// The agent's release binary (`target/release/bgp-ctl`): what the benches measure and
+/// the package ships. `name` is the step it is built for.
+pub fn build_agent_release(name: &str) -> Result<()> {
+    step(
+        name,
+        &[
+            "build",
+            "--release",
+            "--package",
+            "bgp-ctl",
+            "--bin",
+            "bgp-ctl",
+        ],
+    )
+}
+
 /// The whole test suite, in the order that fails fastest.
 pub fn test() -> Result<()> {
     step("rustfmt", &["fmt", "--all", "--check"])?;

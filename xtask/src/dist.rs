@@ -35,14 +35,7 @@ pub fn dist() -> Result<PathBuf> {
     }
     let target = lab::dist::target_dir();
 
-    cargo(&[
-        "build",
-        "--release",
-        "--package",
-        "bgp-ctl",
-        "--bin",
-        "bgp-ctl",
-    ])?;
+    crate::cargo::build_agent_release("dist")?;
     let bin = target.join("release/bgp-ctl");
 
     // cargo-deb reads `target/release/...` assets from the build's output directory.
@@ -80,14 +73,17 @@ pub fn dist() -> Result<PathBuf> {
             std::fs::remove_file(&old).with_context(|| format!("removing {}", old.display()))?;
         }
     }
-    cargo(&[
-        "deb",
-        "--package",
-        "bgp-ctl",
-        "--no-build",
-        "--output",
-        path_str(&out_dir)?,
-    ])?;
+    crate::cargo::step(
+        "dist",
+        &[
+            "deb",
+            "--package",
+            "bgp-ctl",
+            "--no-build",
+            "--output",
+            path_str(&out_dir)?,
+        ],
+    )?;
     let deb = lab::dist::dist_deb()?;
     println!(
         "dist: {} [{:.1} s]",
@@ -100,19 +96,6 @@ pub fn dist() -> Result<PathBuf> {
 fn path_str(p: &Path) -> Result<&str> {
     p.to_str()
         .with_context(|| format!("non-UTF-8 path {}", p.display()))
-}
-
-fn cargo(args: &[&str]) -> Result<()> {
-    println!("==> dist: cargo {}", args.join(" "));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args(args)
-        .status()
-        .with_context(|| format!("running cargo {}", args[0]))?;
-    if !status.success() {
-        bail!("cargo {} failed ({status})", args.join(" "));
-    }
-    Ok(())
 }
 
 fn run(program: &Path, args: &[&str]) -> Result<()> {
