@@ -646,54 +646,20 @@ impl Rib {
 
     /// The Loc-RIB route of exactly `prefix`.
     pub fn best(&self, prefix: IpNet) -> Option<BestRoute> {
-        self.current([(prefix, change::NO_SLOT)]).pop()?.best
-    }
-
-    /// The Loc-RIB state of each of `prefixes` as changes (`best: None` for a prefix
-    /// not in it), with equal multipath sets shared: what the FIB programmer needs when
-    /// it is handed prefixes to bring up to date rather than the changes themselves.
-    /// Each prefix comes with the slot hint of an earlier change of it
-    /// ([`RibChange::slot`]).
-    pub(crate) fn current(
-        &self,
-        prefixes: impl IntoIterator<Item = (IpNet, u32)>,
-    ) -> Vec<RibChange> {
-        let (mut sets, mut members) = (ChangeBuilder::default(), Vec::new());
-        prefixes
-            .into_iter()
-            .map(|(prefix, hint)| {
-                let prefix = prefix.trunc();
-                let (best, slot) = match prefix {
-                    IpNet::V4(n) => match self.v4.table.find_hinted(&n, hint) {
-                        Some(s) => (
-                            loc_rib::best_route(
-                                &self.v4.table,
-                                &self.core,
-                                s,
-                                &mut sets,
-                                &mut members,
-                            ),
-                            s,
-                        ),
-                        None => (None, change::NO_SLOT),
-                    },
-                    IpNet::V6(n) => match self.v6.table.find_hinted(&n, hint) {
-                        Some(s) => (
-                            loc_rib::best_route(
-                                &self.v6.table,
-                                &self.core,
-                                s,
-                                &mut sets,
-                                &mut members,
-                            ),
-                            s,
-                        ),
-                        None => (None, change::NO_SLOT),
-                    },
-                };
-                RibChange { prefix, best, slot }
-            })
-            .collect()
+        fn best_of<P: RibPrefix>(t: &PrefixTable<P>, core: &Core, prefix: P) -> Option<BestRoute> {
+            let slot = t.find(&prefix)?;
+            loc_rib::best_route(
+                t,
+                core,
+                slot,
+                &mut ChangeBuilder::default(),
+                &mut Vec::new(),
+            )
+        }
+        match prefix.trunc() {
+            IpNet::V4(n) => best_of(&self.v4.table, &self.core, n),
+            IpNet::V6(n) => best_of(&self.v6.table, &self.core, n),
+        }
     }
 
     /// From now on, queues every prefix whose Loc-RIB state changes for the FIB
