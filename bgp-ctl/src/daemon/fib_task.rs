@@ -90,6 +90,15 @@ pub(super) fn background_priority(what: &str) {
     }
 }
 
+/// Asks the kernel to resolve a next hop the dataplane forwards to. Managed entries
+/// stay resolved although XDP traffic never refreshes them; where they cannot be made,
+/// a one-off request.
+async fn resolve(resolver: &mut NeighborResolver, ifindex: u32, addr: IpAddr) {
+    if resolver.keep_resolved(ifindex, addr).await.is_err() {
+        let _ = resolver.request_resolution(ifindex, addr).await;
+    }
+}
+
 async fn run(
     mut fib: Fib,
     mut work: mpsc::Receiver<Work>,
@@ -151,11 +160,7 @@ async fn run(
                         match p.apply(&changes) {
                             Ok(req) => {
                                 for (ifindex, addr) in req.resolve {
-                                    // Managed entries stay resolved although XDP traffic
-                                    // never refreshes them; fall back to a one-off request.
-                                    if resolver.keep_resolved(ifindex, addr).await.is_err() {
-                                        let _ = resolver.request_resolution(ifindex, addr).await;
-                                    }
+                                    resolve(&mut resolver, ifindex, addr).await;
                                 }
                                 Ok(())
                             }
@@ -193,11 +198,7 @@ async fn run(
                 Ok(Event::Removed(n)) => match p.neighbor_changed(n.ifindex, n.addr, None) {
                     // Deleted (by hand, or flushed with the link): ask again, or its
                     // next hop stays unresolved and every packet goes to the kernel.
-                    Ok(true) => {
-                        if resolver.keep_resolved(n.ifindex, n.addr).await.is_err() {
-                            let _ = resolver.request_resolution(n.ifindex, n.addr).await;
-                        }
-                    }
+                    Ok(true) => resolve(&mut resolver, n.ifindex, n.addr).await,
                     Ok(false) => {}
                     Err(e) => warn!("neighbor {}: {e}", n.addr),
                 },

@@ -235,8 +235,6 @@ async fn serve(c: config::Config, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Hands BFD's reports to the speaker. A peer that took its end administratively down
-/// does not bring the session down (RFC 5882 section 3.2).
 /// What to check when binding `port` failed with `kind`, for the error message.
 fn bind_hint(kind: std::io::ErrorKind, port: u16) -> String {
     use std::io::ErrorKind;
@@ -252,6 +250,8 @@ fn bind_hint(kind: std::io::ErrorKind, port: u16) -> String {
     }
 }
 
+/// Hands BFD's reports to the speaker. A peer that took its end administratively down
+/// does not bring the session down (RFC 5882 section 3.2).
 async fn forward_bfd(
     mut events: mpsc::UnboundedReceiver<crate::bfd::BfdEvent>,
     cmds: mpsc::Sender<Command>,
