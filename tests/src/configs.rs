@@ -1,6 +1,13 @@
 //! Config texts that several integration tests start from, for the lab's node (bgp-ctl)
 //! at 192.0.2.11 and a leaf at 192.0.2.1 (FRR) on the link between them.
 
+/// The node's AS in these labs (a private 4-octet AS, as in the reference fabric).
+pub const NODE_AS: u32 = 4_200_000_001;
+/// Leaf1's AS (at 192.0.2.1, [`LEAF1_PEER`]).
+pub const LEAF1_AS: u32 = 65001;
+/// A second leaf's AS.
+pub const LEAF2_AS: u32 = 65002;
+
 /// bgp-ctl's config for the node: router id 192.0.2.11, AS `asn`, the XDP dataplane in
 /// skb mode on `uplinks`, pins and the control socket where [`crate::agent::Agent`] puts
 /// them (`@PINS@`, `@SOCKET@`), HTTP on a free port, hold time 9 s, keepalive 3 s and
@@ -63,6 +70,11 @@ pub fn frr_leaf(hostname: &str, asn: u32, neighbor: &str, neighbor_as: u32, rest
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leaf1_peer_is_of_leaf1_as() {
+        assert!(LEAF1_PEER.contains(&format!("\nremote-asn = {LEAF1_AS}\n")));
+    }
 
     #[test]
     fn the_node_config_lists_the_uplinks_and_ends_with_the_rest() {

@@ -19,7 +19,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use lab::{
     Netns,
     agent::Agent,
-    configs::{self, LEAF1_PEER},
+    configs::{self, LEAF1_AS, LEAF1_PEER, LEAF2_AS, NODE_AS},
     frr::{Frr, FrrOptions},
     peer::Family,
     scripted_peer::{self, ScriptedPeer, SessionSpec},
@@ -27,9 +27,6 @@ use lab::{
 };
 use serde_json::Value;
 
-const NODE_AS: u32 = 4_200_000_001;
-const LEAF1_AS: u32 = 65001;
-const LEAF2_AS: u32 = 65002;
 const TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
 

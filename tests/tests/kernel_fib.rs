@@ -22,16 +22,13 @@ use ipnet::IpNet;
 use lab::{
     Netns,
     agent::Agent,
-    configs,
+    configs::{self, LEAF1_AS, LEAF2_AS, NODE_AS},
     frr::{Frr, FrrOptions},
     scripted_peer::{self, ScriptedPeer, SessionSpec},
     wait_until,
 };
 use serde_json::Value;
 
-const NODE_AS: u32 = 4_200_000_001;
-const LEAF1_AS: u32 = 65001;
-const LEAF2_AS: u32 = 65002;
 const TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
 

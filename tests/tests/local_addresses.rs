@@ -20,13 +20,12 @@ use ipnet::IpNet;
 use lab::{
     Netns,
     agent::Agent,
-    configs,
+    configs::{self, NODE_AS},
     frr::{Frr, FrrOptions},
     wait_until,
 };
 use serde_json::Value;
 
-const NODE_AS: u32 = 4_200_000_001;
 const LEAF_AS: u32 = 65001;
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Longer than the hold time (9 s) plus a keepalive interval.

@@ -29,7 +29,7 @@ use lab::{
     Netns,
     agent::Agent,
     bird::Bird,
-    configs::{self, LEAF1_PEER},
+    configs::{self, LEAF1_AS, LEAF1_PEER, NODE_AS},
     frr::Frr,
     peer::Family,
     scripted_peer::{ScriptedPeer, SessionSpec},
@@ -37,7 +37,6 @@ use lab::{
 };
 use serde_json::Value;
 
-const NODE_AS: u32 = 4_200_000_001;
 const TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
 
@@ -78,7 +77,7 @@ fn node_config_with(asn: u32, uplinks: &[&str], rest: &str) -> String {
 /// FRR's config in the leaf of [`pair`]: AS 65001, with us (192.0.2.11) as its neighbor;
 /// `rest` goes on inside `router bgp`.
 fn frr_leaf(rest: &str) -> String {
-    configs::frr_leaf("leaf", 65001, "192.0.2.11", NODE_AS, rest)
+    configs::frr_leaf("leaf", LEAF1_AS, "192.0.2.11", NODE_AS, rest)
 }
 
 /// BIRD's config in the leaf of [`pair`]: AS 65002, one BGP protocol `node` with us over
